@@ -1,0 +1,46 @@
+"""Suite-wide checks: a test that needs PostgreSQL or Redis fails loudly, saying what to start."""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+REALDATA = SHARED / "realdata"
+
+START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+START_REDIS = ('redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no '
+               "--dir /var/lib/redis --logfile /var/log/redis/ci.log")
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_sessionstart(session):
+    """Refuse to run against a configured service that is down, instead of skipping its tests."""
+    db = os.environ.get("DATABASE_URL", "")
+    if db.startswith(("postgres://", "postgresql://")) and not _reachable(db, 5432):
+        pytest.exit(f"DATABASE_URL={db} is unreachable. Start PostgreSQL: {START_POSTGRES}", returncode=3)
+    for name in ("REDIS_URL", "CELERY_BROKER_URL"):
+        url = os.environ.get(name, "")
+        if url.startswith("redis://") and not _reachable(url, 6379):
+            pytest.exit(f"{name}={url} is unreachable. Start Redis: {START_REDIS}", returncode=3)
+
+
+def realdata_path(*parts: str) -> Path:
+    """A file under ../shared/realdata; the test skips only when ../shared itself is absent."""
+    if not SHARED.is_dir():
+        pytest.skip("../shared is absent (real data lives there)")
+    path = REALDATA.joinpath(*parts)
+    assert path.exists(), f"{path} is missing from ../shared/realdata"
+    return path
