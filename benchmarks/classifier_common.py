@@ -1,0 +1,129 @@
+"""Shared pieces of the classifier benchmarks: the real ring set, synthetic galaxies, metrics, tables.
+
+The real set is the 470 GZ DECaLS galaxies of Zoobot's ring example (``../shared/realdata/zoobot``;
+Walmsley et al. 2022). It has a binary ``ring`` label and three vote FRACTIONS, not counts. To train the
+Dirichlet-multinomial model on it, the benchmarks use this tree and these pseudo-counts (explicitly):
+
+* ``ring``: answers ``yes``/``no``; the label counts as ONE vote (1, 0) or (0, 1): a binary label is a
+  single expert vote, and the DM likelihood of one vote is the categorical likelihood alpha_yes / A;
+* ``smooth-or-featured``: ``featured-or-disk`` vs ``smooth-or-artifact`` (smooth and artifact merged,
+  since only the featured fraction is given); ``disk-edge-on``: ``no`` vs ``yes``; ``has-spiral-arms``:
+  ``no`` vs ``yes``: each fraction times 40 (GZ DECaLS collected about 40 votes per galaxy), rounded so
+  that each question's counts sum to 40 (:func:`classifier.data.fractions_to_counts`).
+
+Fraction RMSE is reported on the three fraction columns, next to the RMSE of predicting the training
+mean, because the sample was selected on those fractions (featured > 0.6, not edge-on > 0.75, no spiral
+> 0.5), so their spread is small.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from aggregation.tree import DecisionTree
+from classifier.data import GalaxyData, fractions_to_counts
+
+ROOT = Path(__file__).resolve().parents[1]
+REALDATA = Path(os.environ.get("REALDATA", ROOT.parent / "shared" / "realdata"))
+RING_DIR = REALDATA / "zoobot"
+RESULTS = ROOT / "benchmarks" / "results"
+
+RING_TREE = DecisionTree.from_dict({"questions": [
+    {"name": "ring", "answers": ["yes", "no"]},
+    {"name": "smooth-or-featured", "answers": ["featured-or-disk", "smooth-or-artifact"]},
+    {"name": "disk-edge-on", "answers": ["no", "yes"]},
+    {"name": "has-spiral-arms", "answers": ["no", "yes"]},
+]})
+FRACTION_COLUMNS = {  # catalogue column -> (question, answer) whose predicted fraction it is
+    "smooth-or-featured_featured-or-disk_fraction": "smooth-or-featured_featured-or-disk",
+    "disk-edge-on_no_fraction": "disk-edge-on_no",
+    "has-spiral-arms_no_fraction": "has-spiral-arms_no",
+}
+
+
+def ring_data(n_votes: int = 40) -> tuple[GalaxyData, pd.DataFrame]:
+    """The 470 real galaxies as :class:`GalaxyData` on :data:`RING_TREE`, and the catalogue."""
+    cat = pd.read_csv(RING_DIR / "data" / "example_ring_catalog_basic.csv")
+    ring = cat["ring"].to_numpy(float)
+    parts = [np.stack([ring, 1 - ring], 1)]
+    for col in FRACTION_COLUMNS:
+        f = cat[col].to_numpy(float)
+        parts.append(fractions_to_counts(np.stack([f, 1 - f], 1), n_votes))
+    votes = np.concatenate(parts, 1)
+    paths = [str(RING_DIR / f) for f in cat["file_loc"]]
+    return GalaxyData(ids=cat["id_str"].to_numpy(), images=paths, votes=votes, tree=RING_TREE,
+                      snapshot_id="zoobot-ring-example"), cat
+
+
+def synthetic_data(n: int, *, seed: int = 0, size: int = 64, start: int = 0, n_volunteers: int = 40,
+                   config=None, workers: int | None = None):
+    """``n`` synthetic galaxies with simulated volunteer votes on the GZ DECaLS tree and their true answers.
+
+    Returns (GalaxyData, truths: list of {question: answer}, galaxies).
+    """
+    from classifier.synthetic import make_galaxies, simulate_votes
+
+    tree = DecisionTree.builtin("gz_decals")
+    gals = make_galaxies(n, seed=seed, size=size, start=start, config=config, workers=workers)
+    votes = np.zeros((n, len(tree.columns)), np.float32)
+    for i, g in enumerate(gals):
+        counts = simulate_votes(g.answers, np.random.default_rng([seed, start + i, 1]), n_volunteers=n_volunteers,
+                                tree=tree)
+        votes[i] = [counts[c] for c in tree.columns]
+    data = GalaxyData(ids=[g.id for g in gals], images=np.stack([g.image for g in gals]), votes=votes, tree=tree,
+                      snapshot_id=f"synthetic-{seed}-{start}-{n}")
+    return data, [dict(g.answers) for g in gals], gals
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve by the Mann-Whitney rank statistic (ties get average ranks)."""
+    from scipy.stats import rankdata
+    labels = np.asarray(labels).astype(bool)
+    ranks = rankdata(scores)
+    n_pos, n_neg = labels.sum(), (~labels).sum()
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def tree_accuracy(fractions: np.ndarray, truths: list[dict], tree: DecisionTree,
+                  questions: list[str] | None = None) -> float:
+    """Share of (galaxy, question on its true path) pairs where the most-voted predicted answer is the truth."""
+    hits = total = 0
+    for f, truth in zip(fractions, truths):
+        for q, a in truth.items():
+            if questions is not None and q not in questions:
+                continue
+            sl = tree.question_slices[q]
+            total += 1
+            hits += tree[q].answer_names[int(np.argmax(f[sl]))] == a
+    return hits / max(total, 1)
+
+
+def machine() -> str:
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}")
+
+
+def table(rows: list[dict], columns: list[str], floatfmt: str = ".3f") -> str:
+    """A Markdown table of ``rows`` (dicts) in ``columns`` order."""
+    def fmt(v):
+        if isinstance(v, float):
+            return "nan" if np.isnan(v) else format(v, floatfmt)
+        return str(v)
+    out = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    out += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def save(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {"machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), **payload}
+    path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    return path

@@ -1,0 +1,223 @@
+"""Scoring galaxies with a trained model: MC-dropout vote fractions, acquisition scores, embeddings,
+anomaly scores, and "more galaxies like this one".
+
+``score`` streams images (an array, or paths decoded by loader workers) through the backbone once per
+batch, runs the dropout head S times on the embedding (exact MC dropout for these models, see
+:meth:`TreeModel.sample`), and computes the acquisition score on the device, so memory stays O(n A) and
+the GPU does all the arithmetic. Dropout stays on at scoring time on purpose: the spread of the S samples
+is the model's uncertainty (Gal & Ghahramani 2016; Walmsley et al. 2020).
+
+Embeddings are the pooled backbone features, the representation that Walmsley et al. (2022, "Practical
+galaxy morphology tools from deep supervised representation learning") showed to support similarity
+search and anomaly finding; they are L2-normalised here so that cosine similarity is a dot product.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .acquisition import Acquisition, create_acquisition, select_top_k
+from .augment import dihedral_views
+from .checkpoint import Checkpoint, atomic_write_text
+from .data import ImageInput, image_batches, is_array
+from .devices import Speed, resolve_device, to_device_images
+from .models import TreeModel
+
+
+@dataclass
+class Scores:
+    """What ``score`` returns, one row per galaxy, in input order.
+
+    ids : str (n,)
+    columns : the tree's answer columns (A,)
+    fractions : float32 (n, A), predicted vote fraction per answer, mean over the MC samples
+    acquisition : float32 (n,) or None; higher = more informative (``acquisition_name`` says which)
+    embeddings : float32 (n, D), L2-normalised pooled features (mean over views with ``tta``), or None
+    anomaly : float32 (n,) or None; mean cosine distance to the k nearest reference embeddings
+    concentrations : float32 (S, n, A) or None; the raw MC samples when ``keep_samples`` was asked
+    """
+
+    ids: np.ndarray
+    columns: tuple[str, ...]
+    fractions: np.ndarray
+    acquisition: np.ndarray | None = None
+    acquisition_name: str = ""
+    embeddings: np.ndarray | None = None
+    anomaly: np.ndarray | None = None
+    concentrations: np.ndarray | None = None
+
+    def to_frame(self) -> pd.DataFrame:
+        """The SCORES.csv table: ``id_str``, ``<question>_<answer>_fraction`` per answer, ``acquisition``."""
+        df = pd.DataFrame(self.fractions, columns=[f"{c}_fraction" for c in self.columns])
+        df.insert(0, "id_str", self.ids)
+        df["acquisition"] = self.acquisition if self.acquisition is not None else np.nan
+        return df
+
+    def write_csv(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`to_frame` atomically (a reader never sees half a file)."""
+        return atomic_write_text(path, self.to_frame().to_csv(index=False))
+
+    def select(self, k: int, *, diverse: bool = True, pool_factor: int = 4, seed: int = 0) -> np.ndarray:
+        """The k ids with the highest acquisition scores, spread out in embedding space if ``diverse``."""
+        if self.acquisition is None:
+            raise ValueError("these scores were computed without an acquisition function")
+        emb = self.embeddings if diverse else None
+        return select_top_k(self.ids, self.acquisition, k, emb, pool_factor=pool_factor, seed=seed)
+
+
+def _as_model(model) -> tuple[TreeModel, dict]:
+    """A model and its training config from a model, a Checkpoint or a checkpoint path."""
+    if isinstance(model, (str, os.PathLike)):
+        model = Checkpoint.load(model)
+    if isinstance(model, Checkpoint):
+        if model.kind != "morphology":
+            raise ValueError(f"a {model.kind} checkpoint cannot score morphology")
+        return model.build(), dict(model.config)
+    return model, {}
+
+
+@torch.no_grad()
+def score(model, images: ImageInput, ids: Sequence[str] | None = None, *, n_samples: int = 5,
+          acquisition: str | Acquisition | None = "bald", tta: bool = False, batch_size: int = 256,
+          image_size: int | None = None, crop_fraction: float | None = None, device=None,
+          amp: bool | None = None, channels_last: bool | None = None, compile: bool | None = None,
+          num_workers: int | None = None, keep_samples: bool = False, embeddings: bool = True, anomaly: bool = True,
+          anomaly_reference: np.ndarray | None = None, anomaly_k: int = 10, progress: bool = False) -> Scores:
+    """Score galaxies with MC dropout.
+
+    model : TreeModel, Checkpoint, or a checkpoint path (then ``image_size`` and ``crop_fraction`` come
+        from its training config).
+    images : uint8 array (n, H, W[, 3]) or n image paths (decoded by ``num_workers`` loader processes).
+    ids : n subject ids (default ``0..n-1`` as strings).
+    n_samples : S, MC-dropout samples per galaxy.
+    acquisition : registry name, an :class:`Acquisition`, or None.
+    tta : average the embedding over the 8 dihedral views (rotations by 90 degrees and flips; Dieleman et
+        al. 2015's viewpoint averaging). Costs 8 backbone passes.
+    num_workers : image-decoding processes for paths; None = one per core up to 8 on CUDA (decoding JPEGs
+        is what starves a GPU), 0 on CPU (the model needs the cores).
+    anomaly_reference : embeddings (m, D) of typical galaxies (e.g. the training set); default: the scored
+        galaxies themselves, each excluding itself.
+    """
+    model, config = _as_model(model)
+    image_size = image_size or config.get("image_size")
+    if image_size is None:
+        raise ValueError("image_size is needed for a bare model (a checkpoint knows its own)")
+    crop_fraction = crop_fraction if crop_fraction is not None else config.get("crop_fraction", 1.0)
+    n = len(images)
+    ids = np.asarray([str(i) for i in range(n)] if ids is None else ids).astype(str)
+    if len(ids) != n:
+        raise ValueError(f"{len(ids)} ids for {n} images")
+    device = resolve_device(device)
+    speed = Speed.resolve(device, amp, channels_last, compile)
+    if num_workers is None:
+        num_workers = min(8, os.cpu_count() or 1) if device.type == "cuda" and not is_array(images) else 0
+    model = model.to(device).eval()
+    if speed.channels_last:
+        model.to(memory_format=torch.channels_last)
+    features_fn = torch.compile(model.forward_features) if speed.compile else model.forward_features
+    acq = create_acquisition(acquisition) if isinstance(acquisition, str) else acquisition
+    layout = model.layout
+
+    fractions = np.empty((n, layout.n_answers), dtype=np.float32)
+    acq_scores = np.empty(n, dtype=np.float32) if acq is not None else None
+    emb_out = np.empty((n, model.num_features), dtype=np.float32) if (embeddings or anomaly) else None
+    samples = np.empty((n_samples, n, layout.n_answers), dtype=np.float32) if keep_samples else None
+
+    loader = image_batches(images, image_size, batch_size, crop_fraction=crop_fraction, num_workers=num_workers,
+                           pin_memory=device.type == "cuda" and not is_array(images))
+    if progress:
+        from tqdm.auto import tqdm
+        loader = tqdm(loader, desc="score", unit="batch")
+    lo = 0
+    for x, _ in loader:
+        b = x.shape[0]
+        x = to_device_images(x, device, speed.channels_last)
+        with speed.autocast(device):
+            if tta:
+                views = dihedral_views(x)
+                feats = torch.stack([features_fn(v.contiguous(memory_format=x_format(speed))) for v in views]).mean(0)
+            else:
+                feats = features_fn(x)
+            conc = model.sample(feats, n_samples)
+        conc, feats = conc.float(), feats.float()
+        fractions[lo:lo + b] = layout.fractions(conc).mean(0).cpu().numpy()
+        if acq is not None:
+            acq_scores[lo:lo + b] = acq(conc, layout).cpu().numpy()
+        if emb_out is not None:
+            emb_out[lo:lo + b] = F.normalize(feats, dim=-1).cpu().numpy()
+        if samples is not None:
+            samples[:, lo:lo + b] = conc.cpu().numpy()
+        lo += b
+
+    anomaly_scores = knn_anomaly(emb_out, anomaly_reference, k=anomaly_k, device=device) if anomaly else None
+    return Scores(ids=ids, columns=layout.columns, fractions=fractions, acquisition=acq_scores,
+                  acquisition_name=acq.name if acq is not None else "",
+                  embeddings=emb_out if embeddings else None, anomaly=anomaly_scores, concentrations=samples)
+
+
+def x_format(speed: Speed) -> torch.memory_format:
+    return torch.channels_last if speed.channels_last else torch.contiguous_format
+
+
+@torch.no_grad()
+def knn_anomaly(embeddings: np.ndarray, reference: np.ndarray | None = None, *, k: int = 10, chunk: int = 4096,
+                max_reference: int = 50_000, seed: int = 0, device=None) -> np.ndarray:
+    """Anomaly score (n,): mean cosine distance from each embedding to its k nearest reference embeddings.
+
+    A galaxy far from everything the model has seen is unusual in the model's own terms (the
+    representation-space anomaly finding of Walmsley et al. 2022). ``reference`` None means the embeddings
+    themselves, excluding each galaxy from its own neighbours. References above ``max_reference`` are
+    subsampled (seeded), which keeps the cost O(n * max_reference) for million-galaxy catalogues.
+    """
+    device = resolve_device(device)
+    q = F.normalize(torch.as_tensor(np.asarray(embeddings), dtype=torch.float32), dim=-1)
+    self_ref = reference is None
+    ref = q if self_ref else F.normalize(torch.as_tensor(np.asarray(reference), dtype=torch.float32), dim=-1)
+    ref_index = np.arange(len(ref))
+    if len(ref) > max_reference:
+        ref_index = np.sort(np.random.default_rng(seed).choice(len(ref), max_reference, replace=False))
+        ref = ref[torch.as_tensor(ref_index)]
+    k_eff = min(k, len(ref) - (1 if self_ref else 0))
+    if k_eff <= 0:
+        return np.zeros(len(q), dtype=np.float32)
+    ref_d = ref.to(device)
+    out = np.empty(len(q), dtype=np.float32)
+    pos = torch.full((len(q),), -1, dtype=torch.long)
+    if self_ref:   # where each query sits in the (possibly subsampled) reference, to exclude itself
+        pos[torch.as_tensor(ref_index)] = torch.arange(len(ref_index))
+    for lo in range(0, len(q), chunk):
+        sim = q[lo:lo + chunk].to(device) @ ref_d.T                        # (c, m)
+        if self_ref:
+            rows = torch.arange(sim.shape[0], device=device)
+            p = pos[lo:lo + chunk].to(device)
+            has = p >= 0
+            sim[rows[has], p[has]] = -float("inf")
+        top = sim.topk(k_eff, dim=1).values
+        out[lo:lo + chunk] = (1.0 - top).mean(1).cpu().numpy()
+    return out
+
+
+@torch.no_grad()
+def similar(query: np.ndarray, embeddings: np.ndarray, k: int = 10, *, exclude_self: bool = False,
+            device=None) -> tuple[np.ndarray, np.ndarray]:
+    """"More galaxies like this one": the k nearest embeddings by cosine similarity.
+
+    query : (m, D) embeddings (e.g. ``scores.embeddings[[i]]``); embeddings : (n, D) to search.
+    exclude_self : drop exact matches (similarity 1 to within 1e-6), for queries taken from ``embeddings``.
+    Returns (indices int (m, k), similarities float (m, k)), most similar first.
+    """
+    device = resolve_device(device)
+    q = F.normalize(torch.as_tensor(np.atleast_2d(query), dtype=torch.float32), dim=-1).to(device)
+    e = F.normalize(torch.as_tensor(np.asarray(embeddings), dtype=torch.float32), dim=-1).to(device)
+    sim = q @ e.T
+    if exclude_self:
+        sim = sim.masked_fill(sim > 1 - 1e-6, -float("inf"))
+    top = sim.topk(min(k, e.shape[0]), dim=1)
+    return top.indices.cpu().numpy(), top.values.cpu().numpy()
