@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class GalaxiesConfig(AppConfig):
+    name = "zooplatform.galaxies"
+    label = "galaxies"
