@@ -1,0 +1,230 @@
+"""The selector's fast path: a precomputed per-project queue in Redis.
+
+Keys (all under ``zoo:classify:``):
+
+- ``q:{project}``    sorted set, the project's top ``QUEUE_SIZE`` active subjects; the score is the rank
+                     in the database order (priority descending, then the random ``shuffle`` key), so a
+                     walk from rank 0 is exactly the walk of the ``subject_queue_idx`` index.
+- ``gold:{project}`` sorted set of the project's active gold-standard subjects, in ``shuffle`` order.
+- ``fresh:{project}`` when the queue was built. Older than ``QUEUE_MAX_AGE`` seconds, the selector asks a
+                     worker to rebuild it (task ``classify.subject_queue_refresh``) and goes on with it; gone
+                     (after twice that, or never built), the selector rebuilds it itself.
+- ``seen:{volunteer}`` sorted set of the subjects served to the volunteer: score = time served, or
+                     ``CLASSIFIED`` once classified. A member counts as seen while its score is above
+                     now - ``SERVED_TTL``. The sentinel member ``0`` marks the set as loaded from the
+                     database (a missing set is rebuilt from ``ServedSubject`` and ``Classification``).
+
+Redis holds no state that the database does not: everything here can be flushed at any time and is
+rebuilt on demand, and the selector re-checks what Redis picks against the database (retired,
+classified), so Redis being stale never serves a retired or already-classified subject.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from functools import lru_cache
+
+from django.conf import settings
+from redis.exceptions import RedisError  # noqa: F401  (re-exported: callers catch it)
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "zoo:classify:"
+QUEUE_SIZE = 20_000
+QUEUE_MAX_AGE = 300  # seconds before the selector has a queue nobody refreshed rebuilt
+SEEN_KEY_TTL = 7 * 24 * 3600  # an idle volunteer's seen set is dropped, and rebuilt if they return
+SERVED_TTL = 2 * 3600  # a subject served but never classified may be served again after this long
+CLASSIFIED = 9.0e15  # the score of a classified subject: larger than any timestamp, exact in a double
+MAX_SCAN = 5_000  # the most queue members one pick looks at (a volunteer who has seen more falls back to the index)
+
+
+@lru_cache(maxsize=1)
+def _client_for(url: str):
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
+
+
+def client():
+    """The Redis client, or None when ``REDIS_URL`` is not configured (the index path is used then)."""
+    url = getattr(settings, "REDIS_URL", None)
+    return _client_for(url) if url else None
+
+
+def queue_key(project_id: int) -> str:
+    return f"{PREFIX}q:{project_id}"
+
+
+def gold_key(project_id: int) -> str:
+    return f"{PREFIX}gold:{project_id}"
+
+
+def fresh_key(project_id: int) -> str:
+    return f"{PREFIX}fresh:{project_id}"
+
+
+def seen_key(volunteer_id: int) -> str:
+    return f"{PREFIX}seen:{volunteer_id}"
+
+
+# Pick ``n_gold`` unseen gold subjects (starting at a random rank, wrapping) and then unseen queue subjects
+# up to ``n_total`` (more gold if the queue runs dry), and mark them all served, in one atomic step: two
+# requests of the same volunteer can never be handed the same subject.
+_PICK = """
+local queue, gold, seen = KEYS[1], KEYS[2], KEYS[3]
+local n_gold, n_total = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now, cutoff = tonumber(ARGV[3]), tonumber(ARGV[4])
+local gold_start, max_scan, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local exclude = {}
+for i = 8, #ARGV do exclude[ARGV[i]] = true end
+local picked = {}
+local function take(id)
+  if exclude[id] then return end
+  local s = redis.call('ZSCORE', seen, id)
+  if s and tonumber(s) >= cutoff then return end
+  exclude[id] = true
+  picked[#picked + 1] = id
+end
+local batch = 200
+local function pick_gold(want)
+  local g = redis.call('ZCARD', gold)
+  local scanned = 0
+  while #picked < want and scanned < g and scanned < max_scan do
+    local start = (gold_start + scanned) % g
+    local stop = math.min(start + batch - 1, g - 1, start + (g - scanned) - 1)
+    local ids = redis.call('ZRANGE', gold, start, stop)
+    for _, id in ipairs(ids) do
+      if #picked >= want then break end
+      take(id)
+    end
+    scanned = scanned + #ids
+  end
+end
+if n_gold > 0 then pick_gold(math.min(n_gold, n_total)) end
+local offset, exhausted = 0, 0
+while #picked < n_total do
+  if offset >= max_scan then break end
+  local ids = redis.call('ZRANGE', queue, offset, offset + batch - 1)
+  if #ids == 0 then exhausted = 1 break end
+  for _, id in ipairs(ids) do
+    if #picked >= n_total then break end
+    take(id)
+  end
+  offset = offset + #ids
+end
+-- Nothing else left for this volunteer: more gold rather than nothing.
+if exhausted == 1 and #picked < n_total then pick_gold(n_total) end
+for _, id in ipairs(picked) do redis.call('ZADD', seen, now, id) end
+redis.call('EXPIRE', seen, ttl)
+picked[#picked + 1] = tostring(exhausted)
+return picked
+"""
+
+
+@lru_cache(maxsize=4)
+def _pick_script(r):
+    return r.register_script(_PICK)
+
+
+def queue_state(r, *, project_id: int, volunteer_id: int) -> tuple[float | None, bool, int]:
+    """(age of the queue in seconds or None if there is none, volunteer's seen set loaded, number of
+    subjects the volunteer has seen).
+
+    A built project may have no queue key at all (nothing active): the pick then reports it exhausted."""
+    pipe = r.pipeline(transaction=False)
+    pipe.get(fresh_key(project_id))
+    pipe.zcard(seen_key(volunteer_id))
+    built, n_seen = pipe.execute()
+    age = None if built is None else max(0.0, time.time() - float(built))
+    return age, n_seen > 0, max(0, n_seen - 1)
+
+
+def queue_pick(r, *, project_id: int, volunteer_id: int, n_gold: int, n_total: int, gold_start: int,
+               exclude: list[int] = ()) -> tuple[list[int], bool]:
+    """Pick and mark as served up to ``n_total`` subject ids. Returns (ids in order, queue exhausted)."""
+    now = time.time()
+    result = _pick_script(r)(
+        keys=[queue_key(project_id), gold_key(project_id), seen_key(volunteer_id)],
+        args=[n_gold, n_total, now, now - SERVED_TTL, gold_start, MAX_SCAN, SEEN_KEY_TTL, *map(str, exclude)],
+        client=r,
+    )
+    *ids, exhausted = result
+    return [int(i) for i in ids], exhausted == b"1" or len(ids) < n_total
+
+
+def queue_store(r, *, project_id: int, ranked_ids: list[int], gold_ids: list[int]) -> None:
+    """Replace the project's queue and gold set atomically (built under temporary keys, then renamed)."""
+    tmp_q, tmp_g = queue_key(project_id) + ":building", gold_key(project_id) + ":building"
+    pipe = r.pipeline(transaction=False)
+    pipe.delete(tmp_q, tmp_g)
+    for start in range(0, len(ranked_ids), 5000):
+        pipe.zadd(tmp_q, {sid: start + i for i, sid in enumerate(ranked_ids[start:start + 5000])})
+    if gold_ids:
+        pipe.zadd(tmp_g, {sid: i for i, sid in enumerate(gold_ids)})
+    pipe.execute()
+    pipe = r.pipeline(transaction=True)
+    if ranked_ids:
+        pipe.rename(tmp_q, queue_key(project_id))
+    else:  # nothing active: no queue key; the pick reports it exhausted and the index path answers
+        pipe.delete(queue_key(project_id))
+    if gold_ids:
+        pipe.rename(tmp_g, gold_key(project_id))
+    else:
+        pipe.delete(gold_key(project_id))
+    pipe.set(fresh_key(project_id), time.time(), ex=2 * QUEUE_MAX_AGE)
+    pipe.execute()
+
+
+def queue_try_lock(r, *, project_id: int, seconds: int = 60) -> bool:
+    return bool(r.set(f"{PREFIX}lock:{project_id}", 1, nx=True, ex=seconds))
+
+
+def queue_unlock(r, *, project_id: int) -> None:
+    r.delete(f"{PREFIX}lock:{project_id}")
+
+
+def queue_remove(r, *, project_id: int, subject_ids: list[int]) -> None:
+    """Drop subjects that turned out retired (the database said so) from the queue and gold set."""
+    if subject_ids:
+        pipe = r.pipeline(transaction=False)
+        pipe.zrem(queue_key(project_id), *subject_ids)
+        pipe.zrem(gold_key(project_id), *subject_ids)
+        pipe.execute()
+
+
+def seen_load(r, *, volunteer_id: int, served: list[tuple[int, float]], classified: list[int]) -> None:
+    """Fill a volunteer's seen set from the database (served times and classified subjects)."""
+    key = seen_key(volunteer_id)
+    pipe = r.pipeline(transaction=True)
+    pipe.delete(key)
+    pipe.zadd(key, {0: CLASSIFIED})
+    for start in range(0, len(served), 5000):
+        pipe.zadd(key, dict(served[start:start + 5000]))
+    for start in range(0, len(classified), 5000):
+        pipe.zadd(key, {sid: CLASSIFIED for sid in classified[start:start + 5000]})
+    pipe.expire(key, SEEN_KEY_TTL)
+    pipe.execute()
+
+
+def seen_mark_classified(*, volunteer_id: int, subject_id: int) -> None:
+    """Best effort: a subject the volunteer classified is never picked again (the database check in the
+    selector guarantees it anyway; this only saves it from being picked and then dropped)."""
+    r = client()
+    if r is None:
+        return
+    try:
+        # XX: update the member the pick added; a missing set stays missing and is rebuilt from the database.
+        r.zadd(seen_key(volunteer_id), {subject_id: CLASSIFIED}, xx=True)
+    except Exception:  # Redis down: the database check still holds
+        logger.warning("could not mark subject %s classified in Redis for volunteer %s", subject_id, volunteer_id,
+                       exc_info=True)
+
+
+def seen_forget(*, volunteer_id: int) -> None:
+    """Drop a volunteer's seen set (after a merge moved history onto them); it is rebuilt on demand."""
+    r = client()
+    if r is not None:
+        try:
+            r.delete(seen_key(volunteer_id))
+        except Exception:
+            logger.warning("could not drop the seen set of volunteer %s", volunteer_id, exc_info=True)
