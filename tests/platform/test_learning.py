@@ -1,0 +1,188 @@
+"""The learning loop's services: online aggregation, retirement, clumps, the sweep, retraining, scoring."""
+import numpy as np
+import pytest
+
+from zooplatform.classify.models import Classification, ClumpBox
+from zooplatform.galaxies.models import Retirement, Subject
+from zooplatform.learning.models import (ClumpCluster, Job, LearningSettings, ModelVersion, Prediction,
+                                         SubjectPosterior, VolunteerSkill)
+from zooplatform.learning.services import (JobBusy, aggregation_catch_up, aggregation_sweep, classification_aggregate,
+                                           job_start, learning_settings_get)
+from zooplatform.learning.services.cycle import retrain_run, score_run
+
+from .factories import ClassificationFactory, GoldStandardFactory, ProjectFactory, SubjectFactory, VolunteerFactory
+
+pytestmark = pytest.mark.django_db
+
+SMOOTH = [("smooth-or-featured", "smooth"), ("how-rounded", "round"), ("merging", "none")]
+FEATURED = [("smooth-or-featured", "featured-or-disk"), ("disk-edge-on", "no"), ("bar", "no"),
+            ("has-spiral-arms", "no"), ("bulge-size", "small"), ("merging", "none")]
+
+
+def path(pairs):
+    return [{"question": q, "answer": a} for q, a in pairs]
+
+
+def classify(subject, pairs, volunteer=None, boxes=()):
+    c = ClassificationFactory(subject=subject, answers=path(pairs), **({"volunteer": volunteer} if volunteer else {}))
+    for b in boxes:
+        ClumpBox.objects.create(classification=c, **b)
+    return c
+
+
+def posterior(subject, question):
+    return SubjectPosterior.objects.get(subject=subject, question=question).probabilities
+
+
+def test_online_aggregation_moves_the_posterior_and_is_idempotent():
+    subject = SubjectFactory()
+    c = classify(subject, SMOOTH)
+    first = classification_aggregate(classification_id=c.pk)
+    assert not first.already
+    p1 = posterior(subject, "smooth-or-featured")
+    assert p1["smooth"] > p1["featured-or-disk"]
+    assert classification_aggregate(classification_id=c.pk).already
+    assert posterior(subject, "smooth-or-featured") == p1
+    assert Classification.objects.get(pk=c.pk).aggregated_at is not None
+    # every question of the tree has a row; the ones off the path are barely reached
+    rows = {p.question: p for p in SubjectPosterior.objects.filter(subject=subject)}
+    assert set(rows) >= {"smooth-or-featured", "how-rounded", "bar", "merging"}
+    assert rows["how-rounded"].p_reached > rows["bar"].p_reached
+    p_before = p1["smooth"]
+    classification_aggregate(classification_id=classify(subject, SMOOTH).pk)
+    assert posterior(subject, "smooth-or-featured")["smooth"] > p_before
+
+
+def test_subject_retires_once_decided_and_label_is_the_consensus_path():
+    project = ProjectFactory()
+    LearningSettings.objects.create(project=project, min_votes=3, vote_cap=None)
+    subject = SubjectFactory(subject_set__project=project)
+    for _ in range(12):
+        if Subject.objects.get(pk=subject.pk).state == Subject.State.RETIRED:
+            break
+        classification_aggregate(classification_id=classify(subject, SMOOTH).pk)
+    subject.refresh_from_db()
+    assert subject.state == Subject.State.RETIRED
+    retirement = Retirement.objects.get(subject=subject)
+    assert retirement.reason == Retirement.Reason.CONSENSUS
+    assert 3 <= retirement.n_classifications < 12
+    assert [s["answer"] for s in retirement.label["answers"]] == [a for _, a in SMOOTH]
+
+
+def test_vote_cap_retires_an_undecided_subject():
+    project = ProjectFactory()
+    LearningSettings.objects.create(project=project, vote_cap=4, min_votes=3)
+    subject = SubjectFactory(subject_set__project=project)
+    for pairs in (SMOOTH, FEATURED, SMOOTH, FEATURED):
+        classification_aggregate(classification_id=classify(subject, pairs).pk)
+    assert Retirement.objects.get(subject=subject).reason == Retirement.Reason.VOTE_CAP
+
+
+def test_gold_subject_teaches_skill_and_never_retires():
+    gold = GoldStandardFactory(answers=path(SMOOTH))
+    volunteer = VolunteerFactory()
+    classification_aggregate(classification_id=classify(gold.subject, SMOOTH, volunteer).pk)
+    skill = VolunteerSkill.objects.get(volunteer=volunteer, question="smooth-or-featured")
+    assert skill.n_gold == 1
+    counts = np.array(skill.confusion["counts"])
+    assert counts[0, 0] == 1 and counts.sum() == 1   # truth smooth, said smooth
+    for _ in range(15):
+        classification_aggregate(classification_id=classify(gold.subject, SMOOTH).pk)
+    assert Subject.objects.get(pk=gold.subject.pk).state == Subject.State.ACTIVE
+
+
+def test_clump_boxes_cluster_into_consensus_with_probabilities():
+    subject = SubjectFactory()
+    near = [dict(x=10, y=10, width=8, height=8), dict(x=11, y=10, width=8, height=7), dict(x=10, y=11, width=7, height=8)]
+    for b in near:
+        classification_aggregate(classification_id=classify(subject, SMOOTH, boxes=[b, ] if b is not near[2] else
+                                                            [b, dict(x=40, y=30, width=6, height=6)]).pk)
+    for _ in range(2):  # two volunteers saw it and drew nothing
+        classification_aggregate(classification_id=classify(subject, SMOOTH).pk)
+    clumps = sorted(ClumpCluster.objects.filter(subject=subject), key=lambda c: -c.n_marks)
+    assert [c.n_marks for c in clumps] == [3, 1]
+    assert clumps[0].probability > 0.5 > clumps[1].probability
+    assert abs(clumps[0].x - 10) <= 1 and abs(clumps[0].width - 8) <= 1
+    assert VolunteerSkill.objects.filter(question="clumps").count() == 5
+
+
+def test_catch_up_aggregates_what_the_online_path_missed():
+    subject = SubjectFactory()
+    missed = [classify(subject, SMOOTH) for _ in range(3)]
+    assert aggregation_catch_up(older_than_seconds=0) == 3
+    assert not Classification.objects.filter(pk__in=[c.pk for c in missed], aggregated_at=None).exists()
+    assert posterior(subject, "smooth-or-featured")["smooth"] > 0.5
+    assert aggregation_catch_up(older_than_seconds=0) == 0
+
+
+def test_sweep_recomputes_in_batch_and_refolds_newer_votes():
+    project = ProjectFactory()
+    subjects = [SubjectFactory(subject_set__project=project) for _ in range(6)]
+    for i, s in enumerate(subjects):
+        for _ in range(2):
+            c = classify(s, SMOOTH if i % 2 else FEATURED)
+            classification_aggregate(classification_id=c.pk)
+    online = {s.pk: posterior(s, "smooth-or-featured") for s in subjects}
+    report = aggregation_sweep(project_id=project.pk)
+    assert report.subjects == 6 and report.votes == 6 * (3 + 6) and report.classifications == 12
+    for i, s in enumerate(subjects):
+        batch = posterior(s, "smooth-or-featured")
+        winner = "smooth" if i % 2 else "featured-or-disk"
+        assert max(batch, key=batch.get) == winner == max(online[s.pk], key=online[s.pk].get)
+    assert not Classification.objects.filter(aggregated_at=None).exists()
+
+
+def test_one_retraining_at_a_time_and_stale_jobs_are_taken_over():
+    project = ProjectFactory()
+    first = job_start(project_id=project.pk, kind=Job.Kind.RETRAIN_MORPHOLOGY, exclusive_key=f"retrain:{project.pk}")
+    with pytest.raises(JobBusy):
+        job_start(project_id=project.pk, kind=Job.Kind.RETRAIN_DETECTOR, exclusive_key=f"retrain:{project.pk}")
+    from django.utils import timezone
+
+    Job.objects.filter(pk=first.pk).update(heartbeat_at=timezone.now() - timezone.timedelta(hours=2))
+    second = job_start(project_id=project.pk, kind=Job.Kind.RETRAIN_DETECTOR, exclusive_key=f"retrain:{project.pk}")
+    assert Job.objects.get(pk=first.pk).status == Job.Status.FAILED
+    assert second.status == Job.Status.RUNNING
+
+
+@pytest.mark.slow
+def test_retrain_promotes_then_scoring_sets_priorities_and_predictions(settings):
+    settings.TORCH_DEVICE = "cpu"
+    project = ProjectFactory()
+    learning = learning_settings_get(project_id=project.pk)
+    LearningSettings.objects.filter(pk=learning.pk).update(
+        train_preset="tiny", train_overrides={"epochs": 2, "batch_size": 8}, min_training_subjects=20, min_votes=1)
+    subjects = [SubjectFactory(subject_set__project=project) for _ in range(90)]
+    for i, s in enumerate(subjects[:80]):
+        for _ in range(2):
+            classify(s, SMOOTH if i % 2 else FEATURED)
+    result = retrain_run(project_id=project.pk, kind="morphology")
+    assert "model_version" in result, result
+    version = ModelVersion.objects.get(pk=result["model_version"])
+    assert version.promoted and version.status == "ready" and version.checkpoint.name.endswith(".pt")
+    assert version.label_snapshot["n_subjects"] == 80 and version.metrics["n_val"] >= 4
+    assert Job.objects.get(kind="retrain_morphology").status == "succeeded"
+
+    # Promotion queued the scoring job (its task is sent when the transaction commits).
+    queued = Job.objects.get(project=project, kind="score", status="queued")
+    scored = score_run(model_version_id=version.pk, job_id=queued.pk)
+    assert scored["scored"] == 90 and scored["prioritised"] == 90
+    assert Prediction.objects.filter(model_version=version).count() == 90
+    pred = Prediction.objects.filter(model_version=version).first()
+    assert abs(sum(v for k, v in pred.fractions.items() if k.startswith("smooth-or-featured_")) - 1) < 1e-3
+    priorities = np.array(Subject.objects.filter(project=project).values_list("priority", flat=True))
+    assert priorities.min() > 0 and priorities.max() == 1.0 and len(set(priorities.round(6))) > 45
+
+    # A second model must beat the promoted one on the same validation galaxies to be promoted.
+    again = retrain_run(project_id=project.pk, kind="morphology")
+    candidate = ModelVersion.objects.get(pk=again["model_version"])
+    assert "promoted_val_loss" in candidate.metrics
+    assert candidate.promoted == (candidate.metrics["val_loss"] < candidate.metrics["promoted_val_loss"])
+    assert ModelVersion.objects.filter(project=project, kind="morphology", promoted=True).count() == 1
+
+
+def test_retrain_skips_without_enough_labels():
+    project = ProjectFactory()
+    result = retrain_run(project_id=project.pk, kind="morphology")
+    assert "skipped" in result
+    assert Job.objects.get(project=project).status == Job.Status.SKIPPED
