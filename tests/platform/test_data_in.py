@@ -155,3 +155,29 @@ def test_setup_demo_creates_scientist_once(settings, tmp_path):
 ])
 def test_gold_feedback_text(answers, text):
     assert describe_answers(answers) == text
+
+
+@pytest.mark.parametrize("command", [
+    ["import_subjects", "{tmp}/catalogue.csv", "--images", "{tmp}"],
+    ["export_catalogue", "--out", "{tmp}/out.csv"],
+    ["simulate", "--json", "{tmp}/out.json"],
+    ["make_demo_subjects"],
+])
+def test_data_commands_on_an_unmigrated_database_say_so(tmp_path, command):
+    """A fresh var folder (or a new PostgreSQL database) gets one clear line, not a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    from ..conftest import REPO
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE")}
+    env.update(ZOO_VAR_DIR=str(tmp_path), ZOO_ENV="test")
+    (tmp_path / "catalogue.csv").write_text("id_str,file_loc\n")
+    args = [part.format(tmp=tmp_path) for part in command]
+    result = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1
+    assert "unapplied migration(s)" in result.stderr and "run `manage.py migrate` first" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out.csv").exists() and not (tmp_path / "out.json").exists()

@@ -10,14 +10,16 @@ import os
 import sys
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
+
+from zooplatform.core.management.base import DataCommand
 
 from zooplatform.core.exceptions import ApplicationError
 from zooplatform.dashboard.selectors import catalogue_export_lines, project_get
 from zooplatform.galaxies.services import DEFAULT_PROJECT_SLUG
 
 
-class Command(BaseCommand):
+class Command(DataCommand):
     help = "Export a project's catalogue (votes, posteriors, predictions, image paths) as CSV."
 
     def add_arguments(self, parser):

@@ -9,13 +9,15 @@ see that module for the band order and scales) and kept beside the rendered PNG.
 """
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
+
+from zooplatform.core.management.base import DataCommand
 
 from zooplatform.galaxies.models import Project
 from zooplatform.galaxies.services import DEFAULT_PROJECT_SLUG, catalogue_parse, project_bootstrap, subjects_import
 
 
-class Command(BaseCommand):
+class Command(DataCommand):
     help = "Import galaxies from a CSV catalogue (id_str, file_loc, optional ra, dec and metadata columns)."
 
     def add_arguments(self, parser):

@@ -5,14 +5,16 @@ GalSim galaxies with known truth (answers and clump boxes stored in ``Subject.tr
 becomes a gold-standard subject with expert feedback). Needs no internet; running it again adds
 nothing already there.
 """
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
+
+from zooplatform.core.management.base import DataCommand
 
 from zooplatform.galaxies.demo import hudf_subjects, synthetic_subjects
 from zooplatform.galaxies.models import Project
 from zooplatform.galaxies.services import DEFAULT_PROJECT_SLUG, project_bootstrap, subjects_create_from_arrays
 
 
-class Command(BaseCommand):
+class Command(DataCommand):
     help = "Make demo galaxies: HUDF cutouts and synthetic GalSim galaxies with known truth."
 
     def add_arguments(self, parser):

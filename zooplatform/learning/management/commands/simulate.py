@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
+
+from zooplatform.core.management.base import DataCommand
 
 from zooplatform.learning.simulation import ARMS, SOURCES, PopulationConfig, SimulationConfig, simulation_run
 from zooplatform.learning.simulation.report import final_table, json_write, per_question_table, plots_write, round_line, table
@@ -28,7 +30,7 @@ def _json_object(text: str, option: str) -> dict:
     return value
 
 
-class Command(BaseCommand):
+class Command(DataCommand):
     help = "Simulate volunteers on the whole platform loop and compare with fixed 40 votes and random priorities."
 
     def add_arguments(self, parser):
