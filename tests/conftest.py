@@ -10,7 +10,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
-REALDATA = SHARED / "realdata"
+# The real data: ../shared/realdata (REALDATA_DIR overrides it, as in classifier/ and the simulator).
+REALDATA = Path(os.environ.get("REALDATA_DIR") or SHARED / "realdata")
+# For tests that read real data directly: they skip only when the real data folder itself is absent.
+needs_realdata = pytest.mark.skipif(not REALDATA.is_dir(), reason=f"{REALDATA} is absent (real data lives there)")
 
 START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 START_REDIS = ('redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no '
@@ -38,9 +41,10 @@ def pytest_sessionstart(session):
 
 
 def realdata_path(*parts: str) -> Path:
-    """A file under ../shared/realdata; the test skips only when ../shared itself is absent."""
-    if not SHARED.is_dir():
-        pytest.skip("../shared is absent (real data lives there)")
+    """A file under ../shared/realdata; the test skips only when the real data folder itself is absent,
+    and fails when the folder is there but the file is not."""
+    if not REALDATA.is_dir():
+        pytest.skip(f"{REALDATA} is absent (real data lives there)")
     path = REALDATA.joinpath(*parts)
     assert path.exists(), f"{path} is missing from ../shared/realdata"
     return path

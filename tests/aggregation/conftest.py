@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REALDATA = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
+from tests.conftest import realdata_path
 
 
 def simulate_votes(rng: np.random.Generator, n_subjects: int, n_users: int, n_votes: int, n_classes: int = 2,
@@ -29,7 +29,4 @@ def rng():
 
 
 def realdata(*parts: str) -> Path:
-    path = REALDATA.joinpath(*parts)
-    if not REALDATA.is_dir():
-        pytest.skip(f"real data folder {REALDATA} is absent")
-    return path
+    return realdata_path(*parts)

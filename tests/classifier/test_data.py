@@ -1,8 +1,6 @@
 """Catalogues, image decoding and pseudo-counts; a smoke run on real DECaLS galaxies when they are present."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,10 +8,10 @@ from PIL import Image
 
 from classifier.data import (GalaxyData, as_uint8_images, fractions_to_counts, load_image, load_images,
                              read_catalog)
+from tests.conftest import REALDATA, needs_realdata
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "realdata" / "zoobot"
-needs_real = pytest.mark.skipif(not (REAL / "data" / "example_ring_catalog_basic.csv").exists(),
-                                reason="shared/realdata/zoobot is absent")
+REAL = REALDATA / "zoobot"
+needs_real = needs_realdata
 
 
 def test_fractions_to_counts_sum_exactly():

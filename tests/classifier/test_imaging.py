@@ -1,6 +1,4 @@
 """FITS/PNG rendering: the GZ DECaLS asinh stretch, cube layouts, NaNs, orientation, and any-file loading."""
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,10 +17,10 @@ from classifier.imaging import (
     read_fits,
     robust_sigma,
 )
+from tests.conftest import REALDATA, needs_realdata
 
-REALDATA = Path(os.environ.get("REALDATA_DIR") or Path(__file__).resolve().parents[3] / "shared" / "realdata")
 EXAMPLES = REALDATA / "galaxy-zoo-bayesian-cnn" / "zoobot" / "tests" / "test_examples"
-needs_examples = pytest.mark.skipif(not REALDATA.is_dir(), reason="shared/realdata absent")
+needs_examples = needs_realdata
 
 SKY_LEVEL = 255 * (0 - np.arcsinh(DECALS_MINMAX[0])) / (np.arcsinh(DECALS_MINMAX[1]) - np.arcsinh(DECALS_MINMAX[0]))
 

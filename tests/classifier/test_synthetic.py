@@ -30,11 +30,11 @@ from classifier.synthetic import (
     simulate_votes,
     write_dataset,
 )
+from tests.conftest import needs_realdata
 
 TREE = DecisionTree.builtin("gz_decals")
 SCALES = np.array([0.008, 0.014, 0.019])  # the DECaLS stretch scales of g, r, z
-REALDATA = clump_scout_csv("train").parents[2]  # $REALDATA_DIR or <repo>/../shared/realdata
-needs_clump_scout = pytest.mark.skipif(not REALDATA.is_dir(), reason="shared/realdata absent")
+needs_clump_scout = needs_realdata
 
 
 # ------------------------------------------------------------------------------------------ helpers
