@@ -368,3 +368,15 @@ def _jsonable(obj):
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
+
+
+class CountingAggregator(VoteAggregator):
+    """Beliefs that are plain vote counts per answer (majority vote, vote fractions): no skill enters."""
+
+    def _initial_beliefs(self, evidence: np.ndarray) -> np.ndarray:
+        return np.zeros((len(evidence), self.n_classes))
+
+    def _belief_trajectory(self, groups: Groups, u_sorted, a_sorted, gold_of, base, init, time_order) -> np.ndarray:
+        onehot = np.zeros((len(a_sorted), self.n_classes))
+        onehot[np.arange(len(a_sorted)), a_sorted] = 1.0
+        return groups.cumsum(onehot)

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._arrays import Groups
-from .base import VoteAggregator
+from .base import CountingAggregator
 from .retirement import ACTIVE, CODES, CONSENSUS
 from .state import SubjectState, VolunteerState
 
 
-class MajorityVote(VoteAggregator):
+class MajorityVote(CountingAggregator):
     """Smoothed vote fractions.
 
     n_classes : K. smoothing : pseudo-votes per answer (s). consensus : smoothed fraction of the leading
@@ -56,14 +55,6 @@ class MajorityVote(VoteAggregator):
         if (m + self.smoothing) / (sum(c) + self.n_classes * self.smoothing) >= self.consensus:
             return CONSENSUS, c.index(m)
         return ACTIVE, -1
-
-    def _initial_beliefs(self, evidence: np.ndarray) -> np.ndarray:
-        return np.zeros((len(evidence), self.n_classes))
-
-    def _belief_trajectory(self, groups: Groups, u_sorted, a_sorted, gold_of, base, init, time_order) -> np.ndarray:
-        onehot = np.zeros((len(a_sorted), self.n_classes))
-        onehot[np.arange(len(a_sorted)), a_sorted] = 1.0
-        return groups.cumsum(onehot)
 
     def _decide(self, belief: np.ndarray, n_counted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         code = np.zeros(len(belief), dtype=np.int8)

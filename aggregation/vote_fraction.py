@@ -31,9 +31,9 @@ from functools import lru_cache
 import numpy as np
 from scipy.stats import binom
 
-from ._arrays import Groups, factorize
+from ._arrays import factorize
 from ._inputs import as_votes
-from .base import VoteAggregator
+from .base import CountingAggregator
 from .retirement import ACTIVE, CODES, CONSENSUS
 from .state import SubjectState, VolunteerState
 
@@ -52,7 +52,7 @@ def _majority_tail(budget: int, grid_size: int) -> np.ndarray:
     return out
 
 
-class VoteFraction(VoteAggregator):
+class VoteFraction(CountingAggregator):
     """Empirical-Bayes vote-fraction model with a full-budget majority retirement rule.
 
     n_classes : K. budget : votes a subject gets without early retirement (GZ DECaLS: 40).
@@ -94,7 +94,7 @@ class VoteFraction(VoteAggregator):
     # ------------------------------------------------------------------ prior and tables
     def _set_prior(self, prior: np.ndarray) -> None:
         self._prior = prior
-        N, G, K = self.budget, len(self._grid), self.n_classes
+        N, G = self.budget, len(self._grid)
         n = np.arange(N + 1)[:, None]
         k = np.arange(N + 1)[None, :]
         valid = k <= n
@@ -200,14 +200,6 @@ class VoteFraction(VoteAggregator):
         return self._posterior(np.asarray(subject.counts, dtype=np.float64)[None, :])[0]
 
     # ------------------------------------------------------------------ batch hooks
-    def _initial_beliefs(self, evidence: np.ndarray) -> np.ndarray:
-        return np.zeros((len(evidence), self.n_classes))
-
-    def _belief_trajectory(self, groups: Groups, u_sorted, a_sorted, gold_of, base, init, time_order) -> np.ndarray:
-        onehot = np.zeros((len(a_sorted), self.n_classes))
-        onehot[np.arange(len(a_sorted)), a_sorted] = 1.0
-        return groups.cumsum(onehot)
-
     def _decide(self, belief: np.ndarray, n_counted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         code = np.zeros(len(belief), dtype=np.int8)
         label = np.full(len(belief), -1, dtype=np.int64)

@@ -95,3 +95,13 @@ class ClassificationFactory(factory.django.DjangoModelFactory):
         {"question": "how-rounded", "answer": "round"},
         {"question": "merging", "answer": "none"},
     ])
+
+
+# Two answer paths through the GZ DECaLS tree, as the API and the services take them.
+SMOOTH = [("smooth-or-featured", "smooth"), ("how-rounded", "round"), ("merging", "none")]
+FEATURED = [("smooth-or-featured", "featured-or-disk"), ("disk-edge-on", "no"), ("bar", "no"),
+            ("has-spiral-arms", "no"), ("bulge-size", "small"), ("merging", "none")]
+
+
+def path(pairs):
+    return [{"question": q, "answer": a} for q, a in pairs]

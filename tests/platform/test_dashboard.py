@@ -19,18 +19,12 @@ from zooplatform.galaxies.services import subject_retire
 from zooplatform.learning.models import ClumpCluster, Job, LearningSettings, ModelVersion, Prediction, SubjectPosterior
 from zooplatform.learning.services import classification_aggregate, learning_settings_get
 
-from .factories import ClassificationFactory, GoldStandardFactory, ProjectFactory, SubjectFactory, VolunteerFactory
+from .factories import (FEATURED, SMOOTH, ClassificationFactory, GoldStandardFactory, ProjectFactory,
+                        SubjectFactory, VolunteerFactory, path)
 from .test_classify_selector import clean_classify_state
 
 pytestmark = pytest.mark.django_db
 
-SMOOTH = [("smooth-or-featured", "smooth"), ("how-rounded", "round"), ("merging", "none")]
-FEATURED = [("smooth-or-featured", "featured-or-disk"), ("disk-edge-on", "no"), ("bar", "no"),
-            ("has-spiral-arms", "no"), ("bulge-size", "small"), ("merging", "none")]
-
-
-def path(pairs):
-    return [{"question": q, "answer": a} for q, a in pairs]
 
 
 @pytest.fixture(autouse=True)

@@ -10,17 +10,11 @@ from zooplatform.learning.services import (JobBusy, aggregation_catch_up, aggreg
                                            job_start, learning_settings_get)
 from zooplatform.learning.services.cycle import retrain_run, score_run
 
-from .factories import ClassificationFactory, GoldStandardFactory, ProjectFactory, SubjectFactory, VolunteerFactory
+from .factories import (FEATURED, SMOOTH, ClassificationFactory, GoldStandardFactory, ProjectFactory,
+                        SubjectFactory, VolunteerFactory, path)
 
 pytestmark = pytest.mark.django_db
 
-SMOOTH = [("smooth-or-featured", "smooth"), ("how-rounded", "round"), ("merging", "none")]
-FEATURED = [("smooth-or-featured", "featured-or-disk"), ("disk-edge-on", "no"), ("bar", "no"),
-            ("has-spiral-arms", "no"), ("bulge-size", "small"), ("merging", "none")]
-
-
-def path(pairs):
-    return [{"question": q, "answer": a} for q, a in pairs]
 
 
 def classify(subject, pairs, volunteer=None, boxes=()):
