@@ -9,6 +9,13 @@ import pandas as pd
 VOTE_COLUMNS = ("subject_id", "user_id", "answer")
 
 
+def require_columns(df: pd.DataFrame, columns, what: str) -> None:
+    """ValueError naming every column of ``columns`` that ``df`` lacks (``what``: "votes", "marks", ...)."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} need columns {', '.join(columns)}; missing {', '.join(missing)}")
+
+
 def as_votes(votes: Any, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``votes`` -> (subject, user, answer) int64 arrays of shape (n_votes,).
 
@@ -16,9 +23,7 @@ def as_votes(votes: Any, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.nda
     with those columns, or any iterable of 3-tuples. Rows are in time order.
     """
     if isinstance(votes, pd.DataFrame):
-        missing = [c for c in VOTE_COLUMNS if c not in votes.columns]
-        if missing:
-            raise ValueError(f"votes need columns {', '.join(VOTE_COLUMNS)}; missing {', '.join(missing)}")
+        require_columns(votes, VOTE_COLUMNS, "votes")
         arr = votes[list(VOTE_COLUMNS)].to_numpy()
     else:
         arr = np.asarray(votes if not isinstance(votes, (list, tuple)) or len(votes) else np.zeros((0, 3)))

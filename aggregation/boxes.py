@@ -55,6 +55,8 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.sparse import csr_matrix
 from scipy.spatial.distance import squareform
 
+from ._inputs import require_columns
+
 MARK_COLUMNS = ("subject_id", "user_id", "x", "y", "width", "height")
 OUT_COLUMNS = ("subject_id", "x", "y", "width", "height", "probability", "n_marks", "spread")
 _SAME_USER = 1e6   # distance between two boxes of one volunteer: never merged
@@ -603,9 +605,7 @@ def _check_sizes(wh: np.ndarray) -> None:
 
 def _as_marks(marks: Any) -> pd.DataFrame:
     if isinstance(marks, pd.DataFrame):
-        missing = [c for c in MARK_COLUMNS if c not in marks.columns]
-        if missing:
-            raise ValueError(f"marks need columns {', '.join(MARK_COLUMNS)}; missing {', '.join(missing)}")
+        require_columns(marks, MARK_COLUMNS, "marks")
         m = marks[list(MARK_COLUMNS)].copy()
     else:
         m = pd.DataFrame(np.asarray(marks, dtype=np.float64).reshape(-1, 6), columns=list(MARK_COLUMNS))

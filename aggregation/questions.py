@@ -25,6 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from ._inputs import require_columns
 from .base import VoteAggregator
 from .retirement import ACTIVE, CONSENSUS, DETECTED, REJECTED, budget_reason
 from .state import AggregatorState, Result, SubjectState, VolunteerState
@@ -130,9 +131,7 @@ class TreeAggregator:
         Unknown question or answer names raise ValueError naming the row.
         """
         df = votes if isinstance(votes, pd.DataFrame) else pd.DataFrame(list(votes), columns=list(TREE_VOTE_COLUMNS))
-        missing = [c for c in TREE_VOTE_COLUMNS if c not in df.columns]
-        if missing:
-            raise ValueError(f"tree votes need columns {', '.join(TREE_VOTE_COLUMNS)}; missing {', '.join(missing)}")
+        require_columns(df, TREE_VOTE_COLUMNS, "tree votes")
         out = {}
         qcol = df["question"].astype(str).to_numpy()
         acol = df["answer"].astype(str).to_numpy()
