@@ -18,37 +18,10 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from scipy import ndimage, stats
+from scipy import stats
 
+from classifier.morphometry import log_spiral_spectrum, segment_axis_ratio
 from classifier.synthetic import CLUMP_SCOUT, clump_scout_csv, fit_clump_scout_stats, make_galaxies, make_galaxy
-
-SCALES = np.array([0.008, 0.014, 0.019])
-
-
-def _lum(g):
-    return (g.bands / SCALES[:, None, None]).sum(axis=0).astype(np.float64)
-
-
-def _polar(img, g, radii, n=128):
-    d = g.params["disk"]
-    cx, cy = g.params["centre"]
-    th = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    r, t = np.meshgrid(radii, th, indexing="ij")
-    u, v = r * np.cos(t), r * np.sin(t) * d["q"]
-    c, s = np.cos(d["pa"]), np.sin(d["pa"])
-    return ndimage.map_coordinates(img, [cy + s * u + c * v, cx + c * u - s * v], order=1)
-
-
-def _axis_ratio(g):
-    lum = _lum(g)
-    sig = np.sqrt(np.sum((np.array(g.params["sky_sigma"]) / SCALES) ** 2))
-    lab, _ = ndimage.label(lum > 5 * sig)
-    cx, cy = g.params["centre"]
-    mask = lab == lab[int(round(cy)), int(round(cx))]
-    yy, xx = np.nonzero(mask)
-    lo, hi = np.linalg.eigvalsh(np.cov(np.vstack([xx, yy]), aweights=lum[mask]))
-    return float(np.sqrt(lo / hi))
-
 
 def clump_scout(n: int, size: int, workers: int) -> None:
     path = clump_scout_csv("train")
@@ -81,28 +54,11 @@ def clump_scout(n: int, size: int, workers: int) -> None:
           f"{np.percentile(r, 90):.3f} (Clump Scout {cs.median():.3f}, {cs.ppf(0.1):.3f}-{cs.ppf(0.9):.3f})")
 
 
-def log_spiral_spectrum(g, m_max=6, n_u=48, n_theta=128):
-    """(amplitude, pitch in degrees) of the strongest logarithmic spiral of each m = 1..m_max in the
-    deprojected disk (Puerari & Dottori 1992, A&AS 93, 469), for pitch angles of 5-50 deg."""
-    lum, hlr = _lum(g), g.params["galaxy_hlr"]
-    u = np.linspace(np.log(max(1.3 * g.params["arms"]["r_in"], 0.6 * hlr)), np.log(2.5 * hlr), n_u)
-    img = _polar(lum, g, np.exp(u), n_theta) * np.exp(2 * u)[:, None]
-    theta = np.linspace(0, 2 * np.pi, n_theta, endpoint=False)
-    out = []
-    for m in range(1, m_max + 1):
-        p = np.linspace(-m / np.tan(np.radians(5)), m / np.tan(np.radians(5)), 801)
-        p = p[np.abs(p) >= m / np.tan(np.radians(50))]
-        amp = np.abs(np.exp(-1j * np.outer(p, u)) @ (img @ np.exp(-1j * m * theta))) / img.sum()
-        k = int(np.argmax(amp))
-        out.append((float(amp[k]), float(np.degrees(np.arctan(m / abs(p[k]))))))
-    return out
-
-
 def spirals(n: int, size: int) -> None:
     right, pitch, by_count = [], {}, {}
     for i in range(n):
         g = make_galaxy(i, seed=102, size=size, kind="spiral", keep_bands=True)
-        spec = log_spiral_spectrum(g)
+        spec = log_spiral_spectrum(g, n_pitch=801)
         best = int(np.argmax([a for a, _ in spec])) + 1
         count = g.answer("spiral-arm-count")
         ok = best == int(count) if count != "more-than-4" else best >= 5
@@ -123,9 +79,9 @@ def shapes(n: int, size: int) -> None:
     by = {}
     for i in range(n):
         g = make_galaxy(i, seed=103, size=size, kind="elliptical", keep_bands=True)
-        by.setdefault(g.answer("how-rounded"), []).append(_axis_ratio(g))
+        by.setdefault(g.answer("how-rounded"), []).append(segment_axis_ratio(g))
         g = make_galaxy(i, seed=103, size=size, kind="edge_on", keep_bands=True)
-        by.setdefault("edge-on", []).append(_axis_ratio(g))
+        by.setdefault("edge-on", []).append(segment_axis_ratio(g))
     for k in ("round", "in-between", "cigar-shaped", "edge-on"):
         v = by[k]
         print(f"  {k:>12s}: median {np.median(v):.2f}, range {min(v):.2f}-{max(v):.2f} ({len(v)})")
