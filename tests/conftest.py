@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -48,3 +49,14 @@ def realdata_path(*parts: str) -> Path:
     path = REALDATA.joinpath(*parts)
     assert path.exists(), f"{path} is missing from ../shared/realdata"
     return path
+
+
+# The test run's own services and harness flags never reach a process that plays a fresh deployment.
+NOT_INHERITED = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_ALLOW_ASYNC_UNSAFE", "ZOO_ENV")
+
+
+def run_in_repo(args, env_overrides, timeout=120) -> subprocess.CompletedProcess:
+    """Run ``args`` in the repository with this environment minus :data:`NOT_INHERITED`, plus ``env_overrides``."""
+    env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
+    env.update(env_overrides)
+    return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)

@@ -165,18 +165,13 @@ def test_gold_feedback_text(answers, text):
 ])
 def test_data_commands_on_an_unmigrated_database_say_so(tmp_path, command):
     """A fresh var folder (or a new PostgreSQL database) gets one clear line, not a traceback."""
-    import os
-    import subprocess
     import sys
 
-    from ..conftest import REPO
+    from ..conftest import run_in_repo
 
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE")}
-    env.update(ZOO_VAR_DIR=str(tmp_path), ZOO_ENV="test")
     (tmp_path / "catalogue.csv").write_text("id_str,file_loc\n")
     args = [part.format(tmp=tmp_path) for part in command]
-    result = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=120)
+    result = run_in_repo([sys.executable, "manage.py", *args], {"ZOO_VAR_DIR": str(tmp_path), "ZOO_ENV": "test"})
     assert result.returncode == 1
     assert "unapplied migration(s)" in result.stderr and "run `manage.py migrate` first" in result.stderr
     assert "Traceback" not in result.stderr

@@ -1,13 +1,11 @@
 """docker/: no Docker engine runs here, so what the containers would run is checked directly: the env
 file configures a production settings module that passes the deployment checks, the compose file
 names every service with a health check, and each container command starts for real."""
-import os
-import subprocess
 import sys
 
 import yaml
 
-from ..conftest import REPO
+from ..conftest import REPO, run_in_repo
 
 DOCKER = REPO / "docker"
 
@@ -22,14 +20,6 @@ def example_env() -> dict:
     return env
 
 
-# The test run's own services and harness flags never reach the container's environment.
-NOT_INHERITED = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_ALLOW_ASYNC_UNSAFE", "ZOO_ENV")
-
-
-def run(args, env_overrides, timeout=120):
-    env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
-    env.update(env_overrides)
-    return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_example_env_names_every_setting_the_code_reads():
@@ -47,7 +37,7 @@ def test_production_profile_from_the_example_env_passes_deploy_checks(tmp_path):
     env = example_env()
     # The database and Redis hosts are compose service names; the checks do not connect to them.
     env.update(ZOO_VAR_DIR=str(tmp_path), MEDIA_ROOT=str(tmp_path / "media"), STATIC_ROOT=str(tmp_path / "static"))
-    result = run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], env)
+    result = run_in_repo([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
@@ -57,7 +47,7 @@ def test_production_profile_demands_secret_key_and_allowed_hosts(tmp_path):
         env = example_env()
         env.pop(missing)
         env.update(ZOO_VAR_DIR=str(tmp_path))
-        result = run([sys.executable, "manage.py", "check"], env)
+        result = run_in_repo([sys.executable, "manage.py", "check"], env)
         assert result.returncode != 0 and f"{missing} must be set" in result.stderr
 
 
@@ -83,7 +73,7 @@ def test_gunicorn_config_loads_the_app(tmp_path):
     """What the web container runs: gunicorn with docker/gunicorn.conf.py (checked, not served)."""
     env = example_env()
     env.update(ZOO_VAR_DIR=str(tmp_path), MEDIA_ROOT=str(tmp_path / "media"), STATIC_ROOT=str(tmp_path / "static"))
-    result = run([sys.executable, "-m", "gunicorn", "zooplatform.wsgi:application", "--config",
+    result = run_in_repo([sys.executable, "-m", "gunicorn", "zooplatform.wsgi:application", "--config",
                   "docker/gunicorn.conf.py", "--check-config"], env)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -93,7 +83,7 @@ def test_celery_app_has_the_queues_and_schedule_the_workers_and_beat_use(tmp_pat
     code = ("from zooplatform.celery import app; app.loader.import_default_modules(); "
             "import json; print(json.dumps({'routes': app.conf.task_routes, 'beat': sorted(app.conf.beat_schedule), "
             "'tasks': sorted(t for t in app.tasks if t.startswith(('learning.', 'classify.')))}))")
-    result = run([sys.executable, "-c", code], {"ZOO_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "zooplatform.settings"})
+    result = run_in_repo([sys.executable, "-c", code], {"ZOO_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "zooplatform.settings"})
     assert result.returncode == 0, result.stderr
     import json
 
