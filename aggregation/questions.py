@@ -119,9 +119,15 @@ class TreeAggregator:
         agg = cls(DecisionTree.from_dict(d["tree"]), method=d.get("method", "dawid_skene"), params=d.get("params"),
                   question_params=d.get("question_params"), reach_threshold=d.get("reach_threshold", 0.5),
                   vote_cap=d.get("vote_cap"), expert_after=d.get("expert_after"))
-        for q, learned in d.get("learned", {}).items():
-            agg.aggregators[q]._set_learned(learned)
-        return agg
+        return agg.load_learned(d.get("learned", {}))
+
+    def load_learned(self, learned: Mapping[str, dict]) -> "TreeAggregator":
+        """Set each question's learned global attributes (e.g. Dawid-Skene's class prior) as
+        ``to_dict()["learned"]`` gives them; questions this tree lacks are ignored. Returns self."""
+        for q, attrs in learned.items():
+            if q in self.aggregators:
+                self.aggregators[q]._set_learned(attrs)
+        return self
 
     # ------------------------------------------------------------------ encoding
     def encode(self, votes: Any) -> dict[str, np.ndarray]:

@@ -74,10 +74,7 @@ def _cached_aggregator(workflow_version_id: int, settings_stamp: str, learned_st
     tree = WorkflowVersion.objects.get(pk=workflow_version_id).decision_tree
     agg = tree_aggregator_build(settings=settings, tree=tree)
     state = AggregationState.objects.filter(project_id=settings.project_id).only("learned").first()
-    for question, learned in ((state.learned if state else None) or {}).items():
-        if question in agg.aggregators:
-            agg.aggregators[question]._set_learned(learned)
-    return agg
+    return agg.load_learned((state.learned if state else None) or {})
 
 
 def _aggregator(settings: LearningSettings, workflow_version_id: int) -> TreeAggregator:
