@@ -51,6 +51,9 @@ class VoteAggregator:
 
     n_classes: int
     min_votes: int
+    #: whether evidence (the machine) that decides a subject on its own may retire it before
+    #: ``min_votes`` human votes (aggregators that accept evidence take it as a parameter)
+    evidence_retires: bool = False
     vote_cap: int | None
     expert_after: int | None
 
@@ -142,7 +145,8 @@ class VoteAggregator:
         if subject.gold >= 0 or subject.reason:
             return
         n = subject.n_counted
-        reason, label = self._decide_one(subject) if n >= self.min_votes else (ACTIVE, -1)
+        allowed = n >= self.min_votes or (self.evidence_retires and self._evidence_decides(subject))
+        reason, label = self._decide_one(subject) if allowed else (ACTIVE, -1)
         if not reason:
             reason = budget_reason(n, self.vote_cap, self.expert_after)
             if reason == VOTE_CAP:
@@ -151,6 +155,14 @@ class VoteAggregator:
                 label = -1
         if reason:
             subject.reason, subject.label, subject.retired_at_vote = reason, int(label), n
+
+    def _evidence_decides(self, subject: SubjectState) -> bool:
+        """Whether the subject's evidence alone, on a subject nobody has voted on, crosses a threshold."""
+        if not subject.evidence or not self.accepts_evidence:
+            return False
+        probe = self.new_subject()
+        self._add_evidence(probe, list(subject.evidence))
+        return bool(self._decide_one(probe)[0])
 
     # ------------------------------------------------------------------ collections
     def init_state(self) -> AggregatorState:
@@ -247,7 +259,7 @@ class VoteAggregator:
         thr_code, thr_label = self._decide(belief, n_sorted)
         thr_code = np.where(n_sorted >= self.min_votes, thr_code, 0).astype(np.int8)
         thr0_code, thr0_label = self._decide(init, np.zeros(S, dtype=np.int64))
-        if self.min_votes > 0:
+        if self.min_votes > 0 and not self.evidence_retires:
             thr0_code = np.zeros(S, dtype=np.int8)
         bud_code = budget_codes(n_sorted, self.vote_cap, self.expert_after)
         code = np.where(thr_code > 0, thr_code, bud_code).astype(np.int8)

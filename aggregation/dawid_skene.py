@@ -64,7 +64,7 @@ class DawidSkene(VoteAggregator):
     alpha : Dirichlet pseudo-count for the class prior in ``fit``.
     consensus : posterior needed for retirement with reason "consensus" (None: never).
     max_iter, tol : EM stopping rule.
-    min_votes, vote_cap, expert_after : budget rules, see :mod:`aggregation.retirement`.
+    min_votes, vote_cap, expert_after, evidence_retires : budget rules, see :mod:`aggregation.retirement`.
 
     After ``fit``: ``class_prior_`` (K,), ``volunteer_ids_`` (V,), ``skill_`` (V, K, K) confusion
     matrices (rows: truth, columns: answer), ``n_iter_``, ``log_likelihood_``.
@@ -75,7 +75,8 @@ class DawidSkene(VoteAggregator):
     def __init__(self, n_classes: int = 2, initial_skill: float = 0.7, pseudo_votes: float = 2.0,
                  class_prior=None, alpha: float = 1.0, consensus: float | None = 0.99,
                  max_iter: int = 100, tol: float = 1e-6, min_votes: int = 0,
-                 vote_cap: int | None = None, expert_after: int | None = None):
+                 vote_cap: int | None = None, expert_after: int | None = None,
+                 evidence_retires: bool = False):
         self.n_classes = n_classes
         self.initial_skill = initial_skill
         self.pseudo_votes = pseudo_votes
@@ -87,6 +88,7 @@ class DawidSkene(VoteAggregator):
         self.min_votes = min_votes
         self.vote_cap = vote_cap
         self.expert_after = expert_after
+        self.evidence_retires = bool(evidence_retires)
         self._check()
 
     def _check(self) -> None:
@@ -261,7 +263,11 @@ class DawidSkene(VoteAggregator):
 
         n_votes = counts.sum(axis=1).astype(np.int64)
         code, label = self._decide(logb, n_votes)
-        code = np.where(n_votes >= self.min_votes, code, 0).astype(np.int8)
+        allowed = n_votes >= self.min_votes
+        if self.evidence_retires and len(e_ids):
+            alone, _ = self._decide(log_prior[None, :] + evid, np.zeros(S, dtype=np.int64))
+            allowed |= alone > 0
+        code = np.where(allowed, code, 0).astype(np.int8)
         bud = budget_codes(n_votes, self.vote_cap, self.expert_after)
         code = np.where(code > 0, code, bud).astype(np.int8)
         code[is_gold] = 0

@@ -13,7 +13,10 @@ A subject stops being shown to volunteers ("retires") for one of these reasons:
     The subject reached ``expert_after`` votes while undecided and goes to the expert queue; no label.
 
 ``min_votes`` forbids the threshold reasons before that many counted votes (a guard against one
-over-confident vote retiring a subject). Gold-standard (training) subjects never retire: they keep
+over-confident vote retiring a subject). With ``evidence_retires`` (aggregators that accept evidence),
+evidence that decides a subject on its own (a calibrated machine classifier, as in Galaxy Zoo Express)
+may retire it before that many human votes, with no human vote at all; the decision is still taken on
+everything known, the votes included. Gold-standard (training) subjects never retire: they keep
 teaching volunteers their skills, as in Space Warps.
 """
 from __future__ import annotations

@@ -76,7 +76,7 @@ class Swap(VoteAggregator):
     skill_cap : upper bound of PL and PD (lower bound 1 - skill_cap).
     floor : lower bound of P(yes) after each update.
     min_training : gold votes a volunteer needs before their votes count.
-    min_votes, vote_cap, expert_after : budget rules, see :mod:`aggregation.retirement`.
+    min_votes, vote_cap, expert_after, evidence_retires : budget rules, see :mod:`aggregation.retirement`.
 
     After ``fit``: ``skill_`` (V, 2) with columns [PD, PL] per volunteer in ``volunteer_ids_`` (the
     diagonal of the confusion matrix, indexed by true class), plus the base-class attributes.
@@ -88,7 +88,8 @@ class Swap(VoteAggregator):
     def __init__(self, prior: float = 0.3, detect: float = 0.99, reject: float = 0.004,
                  initial_pl: float = 0.5, initial_pd: float = 0.5, pseudo_votes: float = 2.0,
                  skill_cap: float = 0.99, floor: float = 2e-8, min_training: int = 0,
-                 min_votes: int = 0, vote_cap: int | None = None, expert_after: int | None = None):
+                 min_votes: int = 0, vote_cap: int | None = None, expert_after: int | None = None,
+                 evidence_retires: bool = False):
         self.prior = prior
         self.detect = detect
         self.reject = reject
@@ -101,6 +102,7 @@ class Swap(VoteAggregator):
         self.min_votes = min_votes
         self.vote_cap = vote_cap
         self.expert_after = expert_after
+        self.evidence_retires = bool(evidence_retires)
         self._check()
 
     def _check(self) -> None:

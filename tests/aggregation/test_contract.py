@@ -49,7 +49,10 @@ def vote_problems(draw, n_classes: int, with_evidence: bool):
     for uid in draw(st.sets(st.integers(0, n_users), max_size=2)):
         counts = [[float(draw(st.integers(0, 5))) for _ in range(n_classes)] for _ in range(n_classes)]
         volunteers[uid + 100] = VolunteerState(counts=counts)
-    budget = draw(st.sampled_from([{}, {"min_votes": 2}, {"vote_cap": 3}, {"expert_after": 2, "vote_cap": 4}]))
+    budgets = [{}, {"min_votes": 2}, {"vote_cap": 3}, {"expert_after": 2, "vote_cap": 4}]
+    if with_evidence:
+        budgets.append({"min_votes": 2, "evidence_retires": True})
+    budget = draw(st.sampled_from(budgets))
     return votes, gold, evidence, volunteers, budget
 
 

@@ -122,3 +122,25 @@ def test_em_state_continues_online(rng):
     ds.update(state, votes[600:])
     vol = state.volunteers[int(votes[600, 1])]
     assert isinstance(vol, VolunteerState) and np.asarray(vol.counts).sum() > 0
+
+
+def test_em_fit_retires_on_confident_evidence_alone_only_when_allowed(rng):
+    """In the batch (EM) fit, a subject whose machine evidence decides it on its own retires with fewer
+    than min_votes votes when ``evidence_retires``; the rest keep the min_votes guard."""
+    votes, truth = simulate_votes(rng, 60, 10, 400, n_classes=3)
+    few = np.array([s for s in np.unique(votes[:, 0]) if (votes[:, 0] == s).sum() < 5])
+    strong = {int(s): np.where(np.arange(3) == 0, 0.0, -9.0).tolist() for s in few}      # "answer 0", surely
+    unseen = {5000: [0.0, -9.0, -9.0], 5001: [0.0, -1.0, -1.0]}                          # no votes at all
+    evidence = {**strong, **unseen}
+    on = DawidSkene(n_classes=3, min_votes=5, evidence_retires=True).fit(votes, evidence=evidence)
+    off = DawidSkene(n_classes=3, min_votes=5).fit(votes, evidence=evidence)
+    r_on, r_off = on.result_, off.result_
+    assert r_on.reason[r_on.index(5000)] == "consensus" and r_on.label[r_on.index(5000)] == 0
+    assert r_on.reason[r_on.index(5001)] == "" and r_off.reason[r_off.index(5000)] == ""
+    for result in (r_on, r_off):                         # nothing else retires before 5 votes
+        low = result.n_votes < 5
+        decided = result.reason != ""
+        machine = np.isin(result.subject_ids, [5000, *few.tolist()])
+        assert not (low & decided & ~machine).any()
+    assert not (r_off.n_votes < 5)[r_off.reason != ""].any()
+    assert len(few) and (r_on.reason[np.isin(r_on.subject_ids, few)] != "").any()

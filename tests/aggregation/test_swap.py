@@ -175,6 +175,31 @@ def test_budget_rules_min_votes_cap_and_expert_queue():
     assert (s.reason, s.retired_at_vote, s.label) == ("expert_queue", 4, -1)
 
 
+def test_confident_evidence_may_retire_before_min_votes_only_when_allowed():
+    """GZX: a calibrated machine that decides a galaxy on its own retires it with no human vote; weak
+    evidence still needs min_votes human votes, and without ``evidence_retires`` nothing retires early."""
+    strong, weak = [0.0, 6.0], [0.0, 2.0]                 # log-likelihoods of no, yes
+    vol = VolunteerState(counts=[[18.0, 0.0], [0.0, 18.0]])
+    for allowed in (True, False):
+        agg = Swap(prior=0.5, detect=0.99, reject=0.01, min_votes=3, evidence_retires=allowed)
+        s = agg.new_subject()
+        agg.add_evidence(s, strong)
+        assert s.reason == ("detected" if allowed else "") and s.retired_at_vote == 0
+        w = agg.new_subject()
+        agg.add_evidence(w, weak)
+        agg.observe(w, vol, 1)
+        assert w.reason == ""                             # evidence + 1 vote decides, but 1 < min_votes
+        for _ in range(2):
+            agg.observe(w, vol, 1)
+        assert (w.reason, w.retired_at_vote) == ("detected", 3)
+        # The batch path takes the same decisions.
+        votes = np.array([[2, 7, 1], [2, 8, 1], [2, 9, 1]])
+        result = agg.replay(votes, evidence={1: strong, 2: weak},
+                            volunteers={u: VolunteerState(counts=[[18.0, 0.0], [0.0, 18.0]]) for u in (7, 8, 9)})
+        assert result.reason.tolist() == (["detected", "detected"] if allowed else ["", "detected"])
+        assert result.retired_at_vote.tolist() == ([0, 3] if allowed else [-1, 3])
+
+
 def test_parameter_validation():
     with pytest.raises(ValueError, match="reject < detect"):
         Swap(detect=0.1, reject=0.2)
