@@ -175,6 +175,56 @@ def test_retrain_promotes_then_scoring_sets_priorities_and_predictions(settings)
     assert ModelVersion.objects.filter(project=project, kind="morphology", promoted=True).count() == 1
 
 
+ARTIFACT = [("smooth-or-featured", "artifact")]
+
+
+@pytest.mark.parametrize("machine_retires", [True, False])
+def test_a_calibrated_confident_model_retires_galaxies_nobody_classified(machine_retires):
+    """GZX: the promoted model, calibrated on the humans' retirements, retires a galaxy on its own (reason
+    "machine", no human vote) when its evidence alone decides it; min_votes still binds the humans, and
+    with machine_retires off the evidence only moves the posterior."""
+    from zooplatform.galaxies.services import subject_retire
+    from zooplatform.learning.services import machine_evidence_apply
+
+    project = ProjectFactory()
+    LearningSettings.objects.create(project=project, min_votes=3, reach_threshold=1.0, machine_retires=machine_retires)
+    version = ModelVersion.objects.create(project=project, kind="morphology", architecture="test", status="ready",
+                                          promoted=True)
+    answers = ("smooth", "featured-or-disk", "artifact")
+
+    def predict(subject, answer):
+        fractions = {f"smooth-or-featured_{a}": (0.96 if a == answer else 0.02) for a in answers}
+        Prediction.objects.create(subject=subject, model_version=version, fractions=fractions)
+
+    # The humans' decisions the machine is calibrated on: 40 galaxies per answer, all predicted right.
+    for i in range(120):
+        known = SubjectFactory(subject_set__project=project)
+        pairs = (SMOOTH, FEATURED, ARTIFACT)[i % 3]
+        subject_retire(subject=known, reason="consensus", n_classifications=5, label={"answers": path(pairs)})
+        predict(known, pairs[0][1])
+    unseen = [SubjectFactory(subject_set__project=project) for _ in range(4)]
+    for i, subject in enumerate(unseen):
+        predict(subject, answers[i % 2])
+    voted = SubjectFactory(subject_set__project=project)               # one human vote, below min_votes
+    classification_aggregate(classification_id=classify(voted, SMOOTH).pk)
+    predict(voted, "smooth")
+
+    retired = machine_evidence_apply(model_version=version)
+    assert retired == ({"machine": 5} if machine_retires else {})
+    for i, subject in enumerate([*unseen, voted]):
+        subject.refresh_from_db()
+        want = answers[i % 2] if subject in unseen else "smooth"
+        p = posterior(subject, "smooth-or-featured")
+        assert max(p, key=p.get) == want and p[want] > 0.99
+        if machine_retires:
+            r = Retirement.objects.get(subject=subject)
+            assert subject.state == Subject.State.RETIRED and r.reason == "machine"
+            assert r.n_classifications == (1 if subject == voted else 0)
+            assert (r.label["answers"][0]["question"], r.label["answers"][0]["answer"]) == ("smooth-or-featured", want)
+        else:
+            assert subject.state == Subject.State.ACTIVE
+
+
 def test_retrain_skips_without_enough_labels():
     project = ProjectFactory()
     result = retrain_run(project_id=project.pk, kind="morphology")

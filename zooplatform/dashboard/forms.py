@@ -15,7 +15,7 @@ from .services import LEARNING_ACTIONS
 
 # Parameters the tree aggregator sets itself for every question (n_classes from the tree; the budget
 # rules come from the settings' own fields), so they are not free parameters of the JSON.
-_TREE_SET = {"self", "n_classes", "vote_cap", "expert_after"}
+_TREE_SET = {"self", "n_classes", "vote_cap", "expert_after", "evidence_retires"}
 
 
 def aggregator_parameters(name: str) -> list[str]:
@@ -79,6 +79,9 @@ class LearningSettingsForm(forms.Form):
                                       help_text="Send an undecided galaxy to the expert queue at this many "
                                                 "classifications (empty: never).")
     machine_enabled = forms.BooleanField(required=False, label="Use the promoted model as one more classifier")
+    machine_retires = forms.BooleanField(
+        required=False, label="Let the model retire galaxies on its own",
+        help_text="When its calibrated evidence alone decides a galaxy, before the minimum human votes.")
     train_preset = forms.CharField(max_length=16, label="Training preset", help_text="tiny, small or base")
     train_overrides = JSONObjectField(label="Training overrides (JSON)", help_text='TrainConfig fields, e.g. {"epochs": 20}')
     detector_enabled = forms.BooleanField(required=False, label="Retrain the clump detector automatically")

@@ -217,7 +217,9 @@ class LearningSettings(models.Model):
 
     Aggregation: SWAP for yes/no questions and Dawid-Skene for the others (GZX style); a galaxy
     retires when every question it reaches with probability >= ``reach_threshold`` is decided, or at
-    ``vote_cap`` classifications, or goes to the expert queue at ``expert_after``. Training: the
+    ``vote_cap`` classifications, or goes to the expert queue at ``expert_after``; no threshold decision
+    before ``min_votes`` human votes, except that with ``machine_retires`` the promoted model's calibrated
+    evidence may retire a galaxy it decides on its own (GZX's machine retirements). Training: the
     classifier preset and architecture, retraining after ``retrain_after_retirements`` new retirements
     (and at least every ``retrain_interval_hours``); scoring with ``mc_samples`` MC-dropout passes and
     the ``acquisition`` function, whose scores become subject priorities.
@@ -233,6 +235,9 @@ class LearningSettings(models.Model):
     vote_cap = models.PositiveIntegerField(null=True, blank=True, default=40)
     expert_after = models.PositiveIntegerField(null=True, blank=True, default=None)
     machine_enabled = models.BooleanField(default=True, help_text="Treat the promoted model as one more classifier")
+    machine_retires = models.BooleanField(
+        default=True, help_text="The model's evidence may retire a galaxy on its own, before min_votes human votes "
+                                "(Galaxy Zoo Express); otherwise it only adds to the volunteers' votes")
     train_preset = models.CharField(max_length=16, default="small")
     train_overrides = models.JSONField(default=dict, blank=True, help_text="TrainConfig fields, e.g. {\"epochs\": 20}")
     detector_enabled = models.BooleanField(default=True)
