@@ -35,6 +35,7 @@ from .data import ArrayBatches, GalaxyData, batch_loader
 from .devices import Speed, resolve_device, seed_everything, to_device_images
 from .losses import TreeLoss
 from .models import create_model
+from .questions import as_tree
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,28 @@ def evaluate(model: torch.nn.Module, images: np.ndarray, votes: np.ndarray, indi
     return {"val_loss": float(per_q.sum(1).mean()) if len(per_q) else float("nan"),
             "val_loss_per_question": per_question,
             "val_fraction_rmse": math.sqrt(sq_err / n_sq) if n_sq else float("nan")}
+
+
+def constant_baseline_rmse(tree, votes: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray) -> float:
+    """``val_fraction_rmse`` (as :func:`evaluate` measures it) of the constant predictor that answers every
+    galaxy with the training galaxies' mean vote fractions: the floor a model must beat to have learned
+    anything from the images (a collapsed model that predicts a rare answer everywhere does worse)."""
+    tree = as_tree(tree)
+    counts = np.nan_to_num(np.asarray(votes, dtype=np.float64))
+    sq_err, n_sq = 0.0, 0
+    for q in tree.questions:
+        sl = tree.question_slices[q.name]
+        c_train, c_val = counts[train_idx, sl], counts[val_idx, sl]
+        n_train, n_val = c_train.sum(1), c_val.sum(1)
+        if not (n_val > 0).any():
+            continue
+        answered = n_train > 0
+        k = sl.stop - sl.start
+        mean = (c_train[answered] / n_train[answered, None]).mean(0) if answered.any() else np.full(k, 1.0 / k)
+        observed = c_val[n_val > 0] / n_val[n_val > 0, None]
+        sq_err += float(((observed - mean) ** 2).sum())
+        n_sq += observed.size
+    return math.sqrt(sq_err / n_sq) if n_sq else float("nan")
 
 
 def _ids_sha1(ids: np.ndarray) -> str:

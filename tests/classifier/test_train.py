@@ -10,7 +10,7 @@ import torch
 
 from classifier.checkpoint import Checkpoint, metrics_path
 from classifier.data import GalaxyData
-from classifier.train import TrainConfig, evaluate, fit, split_indices
+from classifier.train import TrainConfig, constant_baseline_rmse, evaluate, fit, split_indices
 
 
 def tiny(**overrides) -> TrainConfig:
@@ -145,3 +145,20 @@ def test_votes_shape_is_checked(short_tree):
 def test_unknown_preset_lists_known():
     with pytest.raises(KeyError, match="tiny, small, base"):
         TrainConfig.preset("huge")
+
+
+def test_constant_baseline_is_the_rmse_of_the_training_mean_fractions():
+    """The floor a candidate model must beat before promotion, by hand: only the first question answered."""
+    from classifier.questions import as_tree
+
+    tree = as_tree("gz_decals")
+    first = tree.question_slices[tree.first]
+    votes = np.full((4, len(tree.columns)), np.nan)
+    votes[:, first] = [[8, 2, 0], [6, 4, 0], [0, 10, 0], [5, 0, 5]]
+    train, val = np.array([0, 1]), np.array([2, 3])
+    mean = np.array([0.7, 0.3, 0.0])                           # the two training galaxies' mean fractions
+    observed = np.array([[0.0, 1.0, 0.0], [0.5, 0.0, 0.5]])
+    assert constant_baseline_rmse(tree, votes, train, val) == pytest.approx(np.sqrt(((observed - mean) ** 2).mean()))
+    # A validation set that answered nothing measured has no RMSE.
+    assert np.isnan(constant_baseline_rmse(tree, votes[:, :] * np.where(np.arange(4) < 2, 1, np.nan)[:, None],
+                                           train, val))

@@ -14,12 +14,13 @@ from zooplatform.galaxies.models import GoldStandard, Project, Subject, SubjectS
 from zooplatform.galaxies.services import project_bootstrap
 
 
-def png_file(width: int = 64, height: int = 48, seed: int = 0) -> ContentFile:
-    """A small galaxy-like PNG: a Gaussian blob with noise, so images differ and decode for real."""
+def png_file(width: int = 64, height: int = 48, seed: int = 0, peak: float = 220.0) -> ContentFile:
+    """A small galaxy-like PNG: a Gaussian blob with noise, so images differ and decode for real.
+    ``peak``: the blob's brightness (tests that train a model give its answers different looks)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:height, :width]
     blob = np.exp(-(((xx - width / 2) / (width / 6)) ** 2 + ((yy - height / 2) / (height / 6)) ** 2))
-    img = np.clip(blob[..., None] * 220 + rng.normal(0, 8, (height, width, 3)), 0, 255).astype(np.uint8)
+    img = np.clip(blob[..., None] * peak + rng.normal(0, 8, (height, width, 3)), 0, 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="PNG")
     return ContentFile(buf.getvalue(), name=f"galaxy-{seed}.png")
@@ -101,6 +102,14 @@ class ClassificationFactory(factory.django.DjangoModelFactory):
 SMOOTH = [("smooth-or-featured", "smooth"), ("how-rounded", "round"), ("merging", "none")]
 FEATURED = [("smooth-or-featured", "featured-or-disk"), ("disk-edge-on", "no"), ("bar", "no"),
             ("has-spiral-arms", "no"), ("bulge-size", "small"), ("merging", "none")]
+
+
+def labelled_subject(project, pairs, seed: int):
+    """A subject whose image shows its answer to a model (smooth: a bright blob; featured: a faint one),
+    for tests where a trained model must beat the constant answer to be promoted."""
+    first = pairs[0]
+    peak = 230.0 if (first["answer"] if isinstance(first, dict) else first[1]) == "smooth" else 70.0
+    return SubjectFactory(subject_set__project=project, image=png_file(seed=seed, peak=peak))
 
 
 def path(pairs):

@@ -29,7 +29,7 @@ from zooplatform.learning.models import Job, LearningSettings, ModelVersion, Pre
 from zooplatform.learning.services.cycle import retrain_run
 
 from ..conftest import REPO
-from .factories import ClassificationFactory, ProjectFactory, SubjectFactory
+from .factories import ClassificationFactory, ProjectFactory, SubjectFactory, labelled_subject
 from .test_classify_selector import clean_classify_state
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -172,11 +172,13 @@ def test_missed_updates_are_caught_up_by_the_periodic_task(worker):
 
 def _labelled_project(n_labelled=80, n_unlabelled=12):
     project = ProjectFactory()
-    LearningSettings.objects.create(project=project, train_preset="tiny", train_overrides={"epochs": 2, "batch_size": 8},
+    LearningSettings.objects.create(project=project, train_preset="tiny", train_overrides={"epochs": 6, "batch_size": 8},
                                     min_training_subjects=20, min_votes=1, detector_enabled=False)
-    subjects = [SubjectFactory(subject_set__project=project) for _ in range(n_labelled + n_unlabelled)]
-    for i, s in enumerate(subjects[:n_labelled]):
-        ClassificationFactory(subject=s, answers=SMOOTH if i % 2 else FEATURED)
+    labels = [SMOOTH if i % 2 else FEATURED for i in range(n_labelled)]
+    subjects = [labelled_subject(project, pairs, seed=i) for i, pairs in enumerate(labels)]
+    subjects += [SubjectFactory(subject_set__project=project) for _ in range(n_unlabelled)]
+    for s, pairs in zip(subjects, labels):
+        ClassificationFactory(subject=s, answers=pairs)
     Classification.objects.update(aggregated_at=timezone.now())
     return project, subjects
 
@@ -217,7 +219,7 @@ def test_a_retraining_whose_worker_dies_is_taken_over_on_redelivery(worker, medi
     # Until then, a second retraining of the project is refused ...
     assert "busy" in retrain_run(project_id=project.pk)
     # ... but the broker's redelivery of the same task (acks_late) takes the dead job over at once.
-    LearningSettings.objects.filter(project=project).update(train_overrides={"epochs": 1, "batch_size": 8})
+    LearningSettings.objects.filter(project=project).update(train_overrides={"epochs": 6, "batch_size": 8})
     celery_app.send_task("learning.retrain", args=[project.pk, "morphology", "test"], task_id=task_id)
     wait_for(lambda: Job.objects.filter(project=project, kind="retrain_morphology", status="succeeded").exists(),
              timeout=240, what="the redelivered retraining", worker=worker)

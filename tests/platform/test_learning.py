@@ -11,7 +11,7 @@ from zooplatform.learning.services import (JobBusy, aggregation_catch_up, aggreg
 from zooplatform.learning.services.cycle import retrain_run, score_run
 
 from .factories import (FEATURED, SMOOTH, ClassificationFactory, GoldStandardFactory, ProjectFactory,
-                        SubjectFactory, VolunteerFactory, path)
+                        SubjectFactory, VolunteerFactory, labelled_subject, path)
 
 pytestmark = pytest.mark.django_db
 
@@ -145,11 +145,13 @@ def test_retrain_promotes_then_scoring_sets_priorities_and_predictions(settings)
     project = ProjectFactory()
     learning = learning_settings_get(project_id=project.pk)
     LearningSettings.objects.filter(pk=learning.pk).update(
-        train_preset="tiny", train_overrides={"epochs": 2, "batch_size": 8}, min_training_subjects=20, min_votes=1)
-    subjects = [SubjectFactory(subject_set__project=project) for _ in range(90)]
-    for i, s in enumerate(subjects[:80]):
+        train_preset="tiny", train_overrides={"epochs": 6, "batch_size": 8}, min_training_subjects=20, min_votes=1)
+    labels = [SMOOTH if i % 2 else FEATURED for i in range(80)]
+    subjects = [labelled_subject(project, pairs, seed=i) for i, pairs in enumerate(labels)]
+    subjects += [SubjectFactory(subject_set__project=project) for _ in range(10)]
+    for s, pairs in zip(subjects, labels):
         for _ in range(2):
-            classify(s, SMOOTH if i % 2 else FEATURED)
+            classify(s, pairs)
     result = retrain_run(project_id=project.pk, kind="morphology")
     assert "model_version" in result, result
     version = ModelVersion.objects.get(pk=result["model_version"])
@@ -173,6 +175,26 @@ def test_retrain_promotes_then_scoring_sets_priorities_and_predictions(settings)
     assert "promoted_val_loss" in candidate.metrics
     assert candidate.promoted == (candidate.metrics["val_loss"] < candidate.metrics["promoted_val_loss"])
     assert ModelVersion.objects.filter(project=project, kind="morphology", promoted=True).count() == 1
+
+
+@pytest.mark.slow
+def test_a_model_no_better_than_the_constant_answer_is_not_promoted(settings):
+    """Images that say nothing about the answers (the same blob for smooth and featured galaxies): the
+    first model cannot beat the training galaxies' mean vote fractions, so it is kept but not promoted,
+    and nothing is scored with it."""
+    settings.TORCH_DEVICE = "cpu"
+    project = ProjectFactory()
+    LearningSettings.objects.create(project=project, train_preset="tiny", train_overrides={"epochs": 2, "batch_size": 8},
+                                    min_training_subjects=20, min_votes=1)
+    for i in range(80):
+        classify(SubjectFactory(subject_set__project=project), SMOOTH if i % 2 else FEATURED)
+    result = retrain_run(project_id=project.pk, kind="morphology")
+    version = ModelVersion.objects.get(pk=result["model_version"])
+    m = version.metrics
+    assert m["val_fraction_rmse"] >= m["baseline_fraction_rmse"] > 0
+    assert not version.promoted and version.status == "rejected" and "constant mean answer" in m["rejected_because"]
+    assert not Job.objects.filter(project=project, kind="score").exists()
+    assert not Prediction.objects.filter(model_version=version).exists()
 
 
 ARTIFACT = [("smooth-or-featured", "artifact")]

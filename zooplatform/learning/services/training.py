@@ -149,7 +149,7 @@ def morphology_retrain(*, project_id: int, progress=None) -> ModelVersion:
     """Train a candidate morphology model on the current labels; promote it if it beats the promoted
     model on the fixed validation set. Raises :class:`NotEnoughLabels` when there is too little to learn."""
     import classifier
-    from classifier.train import TrainConfig, evaluate
+    from classifier.train import TrainConfig, constant_baseline_rmse, evaluate
 
     progress = progress or (lambda fraction, message: None)
     settings = learning_settings_get(project_id=project_id)
@@ -185,7 +185,9 @@ def morphology_retrain(*, project_id: int, progress=None) -> ModelVersion:
             new_metrics = evaluate(checkpoint.build(), images, data.votes, val_idx)
             metrics = {**{k: v for k, v in checkpoint.metrics.items() if not isinstance(v, (list, dict))},
                        "val_loss": new_metrics["val_loss"], "val_fraction_rmse": new_metrics["val_fraction_rmse"],
-                       "n_train": int(len(data) - len(val_idx)), "n_val": int(len(val_idx))}
+                       "n_train": int(len(data) - len(val_idx)), "n_val": int(len(val_idx)),
+                       "baseline_fraction_rmse": constant_baseline_rmse(
+                           data.tree, data.votes, np.setdiff1d(np.arange(len(data)), val_idx), val_idx)}
             if current is not None and current.checkpoint:
                 cur_ckpt = classifier.Checkpoint.load(current.checkpoint.path)
                 cur_images = images if cur_ckpt.config.get("image_size") == config.image_size else \
@@ -196,13 +198,22 @@ def morphology_retrain(*, project_id: int, progress=None) -> ModelVersion:
     except BaseException:
         ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.FAILED)
         raise
-    better = current is None or metrics["val_loss"] < metrics.get("promoted_val_loss", float("inf"))
+    # Promoted only if it beats the promoted model on the fixed validation set and, like any model, the
+    # constant answer (the training galaxies' mean vote fractions): a first model that collapsed onto
+    # one answer must not set priorities and machine evidence.
+    learned = metrics["val_fraction_rmse"] < metrics["baseline_fraction_rmse"]
+    better = learned and (current is None or metrics["val_loss"] < metrics.get("promoted_val_loss", float("inf")))
+    if not learned:
+        metrics["rejected_because"] = (f"vote-fraction RMSE {metrics['val_fraction_rmse']:.4f} is no better than the "
+                                       f"constant mean answer's {metrics['baseline_fraction_rmse']:.4f}")
     version.metrics = json_safe(metrics)
     version.status = ModelVersion.Status.READY if better else ModelVersion.Status.REJECTED
     version.save(update_fields=["metrics", "status", "checkpoint"])
     if better:
         model_promote(version=version)
-    progress(0.95, f"val_loss {metrics['val_loss']:.3f}" + (" (promoted)" if better else " (kept the promoted model)"))
+    progress(0.95, f"val_loss {metrics['val_loss']:.3f}" + (" (promoted)" if better else
+                                                          f" (not promoted: {metrics.get('rejected_because')})"
+                                                          if not learned else " (kept the promoted model)"))
     return version
 
 
