@@ -40,7 +40,9 @@ class Command(DataCommand):
         parser.add_argument("--volunteers", type=int, default=100)
         parser.add_argument("--rounds", type=int, default=6, help="retraining rounds")
         parser.add_argument("--votes-per-round", type=int, default=None,
-                            help="human classifications per round (default: 3 x subjects)")
+                            help="human classifications per round (default: 3 x subjects; well under one per "
+                                 "galaxy, e.g. 0.6 x subjects, is a survey's regime, where the model has unretired "
+                                 "galaxies left to retire)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--image-size", type=int, default=64, help="synthetic image side in pixels")
         parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
