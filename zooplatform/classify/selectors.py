@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 
+from django.db import connection
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
@@ -200,6 +201,35 @@ def volunteer_stats(*, volunteer_id: int | None) -> dict:
         "boxes": ClumpBox.objects.filter(classification__volunteer_id=volunteer_id).count(),
         "gold_seen": mine.filter(subject__gold__isnull=False).count(),
     }
+
+
+@lru_cache(maxsize=1)
+def _submit_lookup_sql(vendor: str) -> str:
+    c, sv = Classification._meta.db_table, ServedSubject._meta.db_table
+    s, g, wv = Subject._meta.db_table, GoldStandard._meta.db_table, WorkflowVersion._meta.db_table
+    return (f"SELECT k.id, k.subject_id, sv.workflow_version_id, wv.created_at, s.width, s.height, g.answers, "
+            f"g.feedback FROM {sv} sv JOIN {wv} wv ON wv.id = sv.workflow_version_id JOIN {s} s ON s.id = sv.subject_id "
+            f"LEFT JOIN {g} g ON g.subject_id = sv.subject_id "
+            f"LEFT JOIN {c} k ON k.volunteer_id = sv.volunteer_id AND k.{connection.ops.quote_name('key')} = %s "
+            f"WHERE sv.volunteer_id = %s AND sv.subject_id = %s LIMIT 1")
+
+
+def submit_lookup(*, volunteer_id: int, subject_id: int, key: str) -> tuple | None:
+    """What a submission needs, in one query: ``(existing_id, existing_subject, served_version,
+    version_created_at, width, height, gold_answers, gold_feedback)`` for a subject served to the
+    volunteer (``existing_*``: the classification already stored under ``key``, or None), or None if it
+    was never served. Plain SQL: building this join with the ORM cost a fifth of the web server's CPU
+    per submission under load (benchmarks/volunteer_load.py)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_submit_lookup_sql(connection.vendor), [key, volunteer_id, subject_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    existing_id, existing_subject, version_id, created_at, width, height, answers, feedback = row
+    created_at = WorkflowVersion._meta.get_field("created_at").to_python(created_at)
+    if answers is not None:
+        answers = GoldStandard._meta.get_field("answers").from_db_value(answers, None, connection)
+    return existing_id, existing_subject, version_id, created_at, width, height, answers, feedback
 
 
 @lru_cache(maxsize=256)

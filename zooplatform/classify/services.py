@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from typing import Mapping, Sequence
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Subquery
 from django.utils import timezone
 
 from aggregation.tree import TreeError
@@ -34,6 +33,7 @@ from .selectors import (
     gold_slots,
     subjects_next_for_volunteer,
     subjects_servable,
+    submit_lookup,
     volunteer_served_count,
     workflow_tree_get,
 )
@@ -350,13 +350,7 @@ def classification_submit(
         raise ApplicationError("8 to 64 letters, digits or -_.: (a client-made UUID)", field="key")
     # One query answers both "was this served?" and "is this a retry?" (the usual case of a retry: the
     # served row is there too, since only served subjects can be classified).
-    same_key = Classification.objects.filter(volunteer_id=volunteer_id, key=key)
-    served = (ServedSubject.objects.filter(volunteer_id=volunteer_id, subject_id=subject_id)
-              .annotate(existing_id=Subquery(same_key.values("pk")[:1]),
-                        existing_subject=Subquery(same_key.values("subject_id")[:1]))
-              .values_list("existing_id", "existing_subject", "workflow_version_id", "workflow_version__created_at",
-                           "subject__width", "subject__height", "subject__gold__answers", "subject__gold__feedback")
-              .first())
+    served = submit_lookup(volunteer_id=volunteer_id, subject_id=subject_id, key=key)
     if served is None:
         found = _existing(volunteer_id=volunteer_id, key=key, subject_id=subject_id)
         if found is not None:
