@@ -205,8 +205,11 @@ def test_promote_a_ready_model_then_rescore(staff, project, send_task, django_ca
     new = ModelVersion.objects.create(project=project, kind="morphology", architecture="a", status="ready",
                                       checkpoint="checkpoints/new.pt")
     rejected = ModelVersion.objects.create(project=project, kind="morphology", architecture="a", status="rejected",
-                                           checkpoint="checkpoints/rej.pt")
+                                           checkpoint="checkpoints/rej.pt",
+                                           metrics={"val_fraction_rmse": 0.2274, "baseline_fraction_rmse": 0.1820})
     html = staff.get(url(project, "learning/")).content.decode()
+    # A model no better than the constant answer shows both numbers beside its status.
+    assert "<dt>baseline_fraction_rmse</dt><dd>0.182</dd>" in html and "<dd>0.2274</dd>" in html
     assert f"/models/{new.pk}/promote/" in html
     assert f"/models/{old.pk}/promote/" not in html and f"/models/{rejected.pk}/promote/" not in html
 

@@ -37,7 +37,8 @@ REASON_SHORT = {
 }
 #: The metrics worth a glance, per model kind, in the order shown.
 KEY_METRICS = {
-    ModelVersion.Kind.MORPHOLOGY: ("val_loss", "promoted_val_loss", "val_fraction_rmse", "n_train", "n_val"),
+    ModelVersion.Kind.MORPHOLOGY: ("val_loss", "promoted_val_loss", "val_fraction_rmse", "baseline_fraction_rmse",
+                                   "n_train", "n_val"),
     ModelVersion.Kind.DETECTOR: ("completeness", "purity", "f1", "promoted_f1", "n_train", "n_val"),
 }
 
