@@ -11,7 +11,6 @@ from classifier.data import (GalaxyData, as_uint8_images, fractions_to_counts, l
 from tests.conftest import REALDATA, needs_realdata
 
 REAL = REALDATA / "zoobot"
-needs_real = needs_realdata
 
 
 def test_fractions_to_counts_sum_exactly():
@@ -57,7 +56,7 @@ def test_catalog_checks(tmp_path, short_tree):
         read_catalog(pd.DataFrame({"id_str": ["a"], "file_loc": ["x"]}), short_tree)
 
 
-@needs_real
+@needs_realdata
 def test_real_decals_galaxies_train_a_tiny_model():
     from aggregation.tree import DecisionTree
     from classifier.train import TrainConfig, fit

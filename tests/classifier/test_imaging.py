@@ -20,7 +20,6 @@ from classifier.imaging import (
 from tests.conftest import REALDATA, needs_realdata
 
 EXAMPLES = REALDATA / "galaxy-zoo-bayesian-cnn" / "zoobot" / "tests" / "test_examples"
-needs_examples = needs_realdata
 
 SKY_LEVEL = 255 * (0 - np.arcsinh(DECALS_MINMAX[0])) / (np.arcsinh(DECALS_MINMAX[1]) - np.arcsinh(DECALS_MINMAX[0]))
 
@@ -167,7 +166,7 @@ def test_load_image_any_reads_every_kind(tmp_path):
         load_image_any(tmp_path / "junk.png")
 
 
-@needs_examples
+@needs_realdata
 def test_real_decals_cube_renders_like_gz_decals_images():
     """example_b.fits (DECaLS DR5 grz) through the stretch: the galaxy is bright at the centre, north is up,
     and sky and galaxy levels match a GZ DECaLS PNG (example_b.png, another galaxy rendered the same way)."""

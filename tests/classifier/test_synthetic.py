@@ -34,7 +34,6 @@ from classifier.synthetic import (
 from tests.conftest import needs_realdata
 
 TREE = DecisionTree.builtin("gz_decals")
-needs_clump_scout = needs_realdata
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +259,7 @@ def test_layout_sampler_matches_the_fit():
     assert stats.spearmanr(n, side)[0] < -0.15
 
 
-@needs_clump_scout
+@needs_realdata
 def test_shipped_clump_scout_constants_are_the_fit_to_the_real_boxes():
     fit = fit_clump_scout_stats(clump_scout_csv("train"))
     assert fit.n_galaxies == CLUMP_SCOUT.n_galaxies == 13969

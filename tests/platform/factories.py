@@ -107,8 +107,7 @@ FEATURED = [("smooth-or-featured", "featured-or-disk"), ("disk-edge-on", "no"), 
 def labelled_subject(project, pairs, seed: int):
     """A subject whose image shows its answer to a model (smooth: a bright blob; featured: a faint one),
     for tests where a trained model must beat the constant answer to be promoted."""
-    first = pairs[0]
-    peak = 230.0 if (first["answer"] if isinstance(first, dict) else first[1]) == "smooth" else 70.0
+    peak = 230.0 if pairs[0][1] == "smooth" else 70.0
     return SubjectFactory(subject_set__project=project, image=png_file(seed=seed, peak=peak))
 
 

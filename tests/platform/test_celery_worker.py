@@ -29,16 +29,10 @@ from zooplatform.learning.models import Job, LearningSettings, ModelVersion, Pre
 from zooplatform.learning.services.cycle import retrain_run
 
 from ..conftest import REPO
-from .factories import ClassificationFactory, ProjectFactory, SubjectFactory, labelled_subject
+from .factories import FEATURED, SMOOTH, ClassificationFactory, ProjectFactory, SubjectFactory, labelled_subject, path
 from .test_classify_selector import clean_classify_state
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-SMOOTH = [{"question": "smooth-or-featured", "answer": "smooth"}, {"question": "how-rounded", "answer": "round"},
-          {"question": "merging", "answer": "none"}]
-FEATURED = [{"question": "smooth-or-featured", "answer": "featured-or-disk"}, {"question": "disk-edge-on", "answer": "no"},
-            {"question": "bar", "answer": "no"}, {"question": "has-spiral-arms", "answer": "no"},
-            {"question": "bulge-size", "answer": "small"}, {"question": "merging", "answer": "none"}]
 
 
 def database_url() -> str:
@@ -142,7 +136,7 @@ def test_classifications_through_the_api_are_aggregated_and_retire_subjects(work
     featured = {subjects[0].pk, subjects[1].pk}
     ids = []
     for _ in range(6):  # six volunteers, each classifies every galaxy still served to them
-        ids += classify_through_api(APIClient(), lambda sid: FEATURED if sid in featured else SMOOTH)
+        ids += classify_through_api(APIClient(), lambda sid: path(FEATURED if sid in featured else SMOOTH))
     # Galaxies retire while later volunteers arrive (3 to 4 votes decide them), so fewer than 24.
     assert 4 * 3 <= len(ids) <= 24
     wait_for(lambda: not Classification.objects.filter(pk__in=ids, aggregated_at=None).exists(),
@@ -161,7 +155,7 @@ def test_missed_updates_are_caught_up_by_the_periodic_task(worker):
     project = ProjectFactory()
     subject = SubjectFactory(subject_set__project=project)
     # Stored without ever being enqueued, as if the broker had been down when they were submitted.
-    missed = [ClassificationFactory(subject=subject, answers=SMOOTH) for _ in range(3)]
+    missed = [ClassificationFactory(subject=subject, answers=path(SMOOTH)) for _ in range(3)]
     Classification.objects.filter(pk__in=[c.pk for c in missed]).update(
         created_at=timezone.now() - timezone.timedelta(minutes=5))
     celery_app.send_task("learning.aggregation_catch_up")  # what beat sends every minute
@@ -178,7 +172,7 @@ def _labelled_project(n_labelled=80, n_unlabelled=12):
     subjects = [labelled_subject(project, pairs, seed=i) for i, pairs in enumerate(labels)]
     subjects += [SubjectFactory(subject_set__project=project) for _ in range(n_unlabelled)]
     for s, pairs in zip(subjects, labels):
-        ClassificationFactory(subject=s, answers=pairs)
+        ClassificationFactory(subject=s, answers=path(pairs))
     Classification.objects.update(aggregated_at=timezone.now())
     return project, subjects
 
