@@ -158,7 +158,7 @@ class VoteAggregator:
 
     def _evidence_decides(self, subject: SubjectState) -> bool:
         """Whether the subject's evidence alone, on a subject nobody has voted on, crosses a threshold."""
-        if not subject.evidence or not self.accepts_evidence:
+        if not subject.evidence:
             return False
         probe = self.new_subject()
         self._add_evidence(probe, list(subject.evidence))

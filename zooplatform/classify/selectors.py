@@ -203,8 +203,9 @@ def volunteer_stats(*, volunteer_id: int | None) -> dict:
     }
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=4)
 def _submit_lookup_sql(vendor: str) -> str:
+    """The SQL of :func:`submit_lookup`, built once per database vendor (whose quoting it uses)."""
     c, sv = Classification._meta.db_table, ServedSubject._meta.db_table
     s, g, wv = Subject._meta.db_table, GoldStandard._meta.db_table, WorkflowVersion._meta.db_table
     return (f"SELECT k.id, k.subject_id, sv.workflow_version_id, wv.created_at, s.width, s.height, g.answers, "

@@ -62,8 +62,9 @@ def tree_aggregator_build(*, settings: LearningSettings, tree: DecisionTree) -> 
         method[q.name] = settings.binary_aggregator if binary else settings.multi_aggregator
         params = dict(settings.binary_params if binary else settings.multi_params)
         params.setdefault("min_votes", settings.min_votes)
-        if "evidence_retires" in AGGREGATORS[method[q.name]]._param_names():
-            params["evidence_retires"] = bool(settings.machine_enabled and settings.machine_retires)
+        if AGGREGATORS[method[q.name]].accepts_evidence:
+            # Evidence a disabled machine left in subjects' states must not retire them either.
+            params["evidence_retires"] = settings.machine_enabled and settings.machine_retires
         question_params[q.name] = params
     return TreeAggregator(tree, method=method, question_params=question_params,
                           reach_threshold=settings.reach_threshold, vote_cap=settings.vote_cap,

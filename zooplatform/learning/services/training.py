@@ -211,9 +211,9 @@ def morphology_retrain(*, project_id: int, progress=None) -> ModelVersion:
     version.save(update_fields=["metrics", "status", "checkpoint"])
     if better:
         model_promote(version=version)
-    progress(0.95, f"val_loss {metrics['val_loss']:.3f}" + (" (promoted)" if better else
-                                                          f" (not promoted: {metrics.get('rejected_because')})"
-                                                          if not learned else " (kept the promoted model)"))
+    outcome = "promoted" if better else "kept the promoted model" if learned else \
+        f"not promoted: {metrics['rejected_because']}"
+    progress(0.95, f"val_loss {metrics['val_loss']:.3f} ({outcome})")
     return version
 
 
