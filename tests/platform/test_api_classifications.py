@@ -13,6 +13,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from zooplatform.celery import app as celery_app
+from zooplatform.classify import queue
 from zooplatform.classify.models import Classification, ClumpBox, ServedSubject, Volunteer
 from zooplatform.workflows.models import WorkflowVersion
 
@@ -128,8 +129,28 @@ def test_submit_stores_one_classification_with_boxes_and_enqueues_aggregation(
     assert c.answers == PATH and not c.no_clumps and c.aggregated_at is None
     assert [b.as_dict() for b in c.boxes.all()] == [{"x": 10.0, "y": 5.5, "width": 12.0, "height": 8.0}]
     assert c.volunteer.session_key == client.session.session_key
-    send_task.assert_called_once_with("learning.classification_aggregate", args=[cid], queue="default")
     assert len(callbacks) >= 1
+    r = queue.client()
+    if r is None:  # one aggregation task per classification
+        send_task.assert_called_once_with("learning.classification_aggregate", args=[cid], queue="default")
+    else:  # the id waits on the aggregation list; finding it empty, this submission sent the drain task
+        assert queue.pending_pop(r, 10) == [cid]
+        send_task.assert_called_once_with("learning.aggregation_drain", queue="default")
+        assert r.zscore(queue.seen_key(c.volunteer_id), subject["id"]) == queue.CLASSIFIED
+
+
+def test_only_the_submission_that_finds_the_aggregation_list_empty_sends_the_drain(
+        client, subjects, send_task, django_capture_on_commit_callbacks):
+    r = queue.client()
+    if r is None:
+        pytest.skip("the aggregation list lives in Redis (REDIS_URL)")
+    ids = []
+    for subject in next_subjects(client, n=3):
+        with django_capture_on_commit_callbacks(execute=True):
+            ids.append(post(client, payload(subject)).json()["id"])
+    assert queue.pending_count(r) == 3
+    send_task.assert_called_once_with("learning.aggregation_drain", queue="default")
+    assert queue.pending_pop(r, 2) == ids[:2] and queue.pending_pop(r, 2) == ids[2:]
 
 
 def test_retry_with_the_same_key_returns_the_same_id_and_stores_nothing(
@@ -154,6 +175,20 @@ def test_broker_down_does_not_fail_the_submission(client, subjects, django_captu
             response = post(client, payload(subject))
     assert response.status_code == 201
     assert Classification.objects.filter(aggregated_at__isnull=True).count() == 1
+
+
+def test_redis_down_after_commit_does_not_fail_the_submission(client, subjects, send_task,
+                                                              django_capture_on_commit_callbacks):
+    r = queue.client()
+    if r is None:
+        pytest.skip("needs REDIS_URL")
+    subject = next_subjects(client)[0]
+    with mock.patch.object(queue, "submitted", side_effect=queue.RedisError("down")):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = post(client, payload(subject))
+    assert response.status_code == 201
+    assert Classification.objects.filter(aggregated_at__isnull=True).count() == 1
+    send_task.assert_not_called()  # the catch-up aggregates it
 
 
 def test_no_clumps_is_an_explicit_answer(client, subjects, send_task):

@@ -6,8 +6,8 @@ from zooplatform.classify.models import Classification, ClumpBox
 from zooplatform.galaxies.models import Retirement, Subject
 from zooplatform.learning.models import (ClumpCluster, Job, LearningSettings, ModelVersion, Prediction,
                                          SubjectPosterior, VolunteerSkill)
-from zooplatform.learning.services import (JobBusy, aggregation_catch_up, aggregation_sweep, classification_aggregate,
-                                           job_start, learning_settings_get)
+from zooplatform.learning.services import (JobBusy, aggregation_catch_up, aggregation_drain, aggregation_sweep,
+                                           classification_aggregate, job_start, learning_settings_get)
 from zooplatform.learning.services.cycle import retrain_run, score_run
 
 from .factories import (FEATURED, SMOOTH, ClassificationFactory, GoldStandardFactory, ProjectFactory,
@@ -107,6 +107,68 @@ def test_catch_up_aggregates_what_the_online_path_missed():
     assert not Classification.objects.filter(pk__in=[c.pk for c in missed], aggregated_at=None).exists()
     assert posterior(subject, "smooth-or-featured")["smooth"] > 0.5
     assert aggregation_catch_up(older_than_seconds=0) == 0
+
+
+@pytest.fixture
+def pending():
+    """The Redis aggregation list, empty before and after the test."""
+    from zooplatform.classify import queue
+
+    r = queue.client()
+    if r is None:
+        pytest.skip("the aggregation list lives in Redis (REDIS_URL)")
+    r.delete(queue.PENDING_KEY)
+    yield r
+    r.delete(queue.PENDING_KEY)
+
+
+def test_drain_aggregates_the_waiting_classifications(pending):
+    from zooplatform.classify import queue
+
+    subject = SubjectFactory()
+    waiting = [classify(subject, SMOOTH) for _ in range(5)]
+    queue.pending_push(pending, [c.pk for c in waiting] + [999_999_999])  # the last one no longer exists
+    assert aggregation_drain(batch=2) == 5
+    assert queue.pending_count(pending) == 0
+    assert not Classification.objects.filter(pk__in=[c.pk for c in waiting], aggregated_at=None).exists()
+    assert posterior(subject, "smooth-or-featured")["smooth"] > 0.5
+    queue.pending_push(pending, [waiting[0].pk])
+    assert aggregation_drain() == 0  # already aggregated: idempotent
+
+
+def test_drain_puts_back_what_it_had_not_done_when_one_fails(pending, monkeypatch):
+    from django.db import OperationalError
+
+    from zooplatform.classify import queue
+    from zooplatform.learning.services import aggregate
+
+    subject = SubjectFactory()
+    ids = [classify(subject, SMOOTH).pk for _ in range(4)]
+    queue.pending_push(pending, ids)
+    real = aggregate.classification_aggregate
+
+    def flaky(*, classification_id):
+        if classification_id == ids[2]:
+            raise OperationalError("database went away")
+        return real(classification_id=classification_id)
+
+    monkeypatch.setattr(aggregate, "classification_aggregate", flaky)
+    with pytest.raises(OperationalError):
+        aggregation_drain()
+    assert queue.pending_pop(pending, 10) == ids[2:]  # the failed one and the one after it, in order
+    assert list(Classification.objects.filter(pk__in=ids, aggregated_at__isnull=False)
+                .order_by("pk").values_list("pk", flat=True)) == ids[:2]
+
+
+def test_catch_up_drains_the_list_first(pending):
+    from zooplatform.classify import queue
+
+    subject = SubjectFactory()
+    ids = [classify(subject, SMOOTH).pk for _ in range(3)]
+    queue.pending_push(pending, ids)
+    # Too new for the database query (30 s), but on the list: the drain takes them now.
+    assert aggregation_catch_up() == 3
+    assert queue.pending_count(pending) == 0
 
 
 def test_sweep_recomputes_in_batch_and_refolds_newer_votes():

@@ -13,6 +13,10 @@ Keys (all under ``zoo:classify:``):
                      ``CLASSIFIED`` once classified. A member counts as seen while its score is above
                      now - ``SERVED_TTL``. The sentinel member ``0`` marks the set as loaded from the
                      database (a missing set is rebuilt from ``ServedSubject`` and ``Classification``).
+- ``aggregate:pending`` list of committed classification ids waiting for the aggregator. A submission
+                     appends its id; the one that finds the list empty sends the drain task
+                     (``learning.aggregation_drain``), which aggregates until the list is empty. A lost id
+                     is still ``aggregated_at IS NULL`` in the database, where the catch-up finds it.
 
 Redis holds no state that the database does not: everything here can be flushed at any time and is
 rebuilt on demand, and the selector re-checks what Redis picks against the database (retired,
@@ -35,6 +39,7 @@ QUEUE_MAX_AGE = 300  # seconds before the selector has a queue nobody refreshed 
 SEEN_KEY_TTL = 7 * 24 * 3600  # an idle volunteer's seen set is dropped, and rebuilt if they return
 SERVED_TTL = 2 * 3600  # a subject served but never classified may be served again after this long
 CLASSIFIED = 9.0e15  # the score of a classified subject: larger than any timestamp, exact in a double
+PENDING_KEY = f"{PREFIX}aggregate:pending"
 MAX_SCAN = 5_000  # the most queue members one pick looks at (a volunteer who has seen more falls back to the index)
 
 
@@ -206,18 +211,29 @@ def seen_load(r, *, volunteer_id: int, served: list[tuple[int, float]], classifi
     pipe.execute()
 
 
-def seen_mark_classified(*, volunteer_id: int, subject_id: int) -> None:
-    """Best effort: a subject the volunteer classified is never picked again (the database check in the
-    selector guarantees it anyway; this only saves it from being picked and then dropped)."""
-    r = client()
-    if r is None:
-        return
-    try:
-        # XX: update the member the pick added; a missing set stays missing and is rebuilt from the database.
-        r.zadd(seen_key(volunteer_id), {subject_id: CLASSIFIED}, xx=True)
-    except Exception:  # Redis down: the database check still holds
-        logger.warning("could not mark subject %s classified in Redis for volunteer %s", subject_id, volunteer_id,
-                       exc_info=True)
+def submitted(r, *, volunteer_id: int, subject_id: int, classification_id: int) -> int:
+    """After a classification commits, in one round trip: mark the subject classified in the volunteer's
+    seen set (XX: a missing set stays missing and is rebuilt from the database) and append the
+    classification to the aggregation list. Returns the list's length (1: it was empty, so no drain is
+    on its way)."""
+    pipe = r.pipeline(transaction=False)
+    pipe.zadd(seen_key(volunteer_id), {subject_id: CLASSIFIED}, xx=True)
+    pipe.rpush(PENDING_KEY, classification_id)
+    return pipe.execute()[1]
+
+
+def pending_push(r, classification_ids: list[int]) -> int:
+    """Put classification ids (back) on the aggregation list; returns its length."""
+    return r.rpush(PENDING_KEY, *classification_ids) if classification_ids else r.llen(PENDING_KEY)
+
+
+def pending_pop(r, n: int) -> list[int]:
+    """Take up to ``n`` classification ids off the aggregation list, oldest first."""
+    return [int(i) for i in (r.lpop(PENDING_KEY, n) or [])]
+
+
+def pending_count(r) -> int:
+    return r.llen(PENDING_KEY)
 
 
 def seen_forget(*, volunteer_id: int) -> None:

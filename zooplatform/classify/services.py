@@ -13,7 +13,8 @@ import logging
 import math
 import random
 import re
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Mapping, Sequence
@@ -41,10 +42,12 @@ from .selectors import (
 logger = logging.getLogger(__name__)
 
 AGGREGATE_TASK = "learning.classification_aggregate"
+AGGREGATE_DRAIN_TASK = "learning.aggregation_drain"
 QUEUE_REFRESH_TASK = "classify.subject_queue_refresh"
 MAX_SERVE = 20
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{8,64}$")
 DEFAULT_MAX_BOXES = 30
+_AGGREGATE_DIRECT: ContextVar[bool] = ContextVar("aggregate_direct", default=False)
 
 
 # ------------------------------------------------------------------------------------------- volunteers
@@ -319,15 +322,38 @@ def _existing(*, volunteer_id: int, key: str, subject_id: int) -> SubmitResult |
     return SubmitResult(classification_id=row[0], created=False)
 
 
-def _enqueue_aggregation(classification_id: int) -> None:
-    """Hand the new classification to the aggregator. Must never fail the volunteer's submission: if the
-    broker is down, the sweeper finds it later by ``aggregated_at IS NULL``."""
+@contextmanager
+def aggregation_direct():
+    """Within this block, each submission sends its own aggregation task instead of going through the
+    Redis list (the simulation runs tasks inline and must not leave its votes where a live worker drains)."""
+    token = _AGGREGATE_DIRECT.set(True)
+    try:
+        yield
+    finally:
+        _AGGREGATE_DIRECT.reset(token)
+
+
+def _after_commit(*, volunteer_id: int, subject_id: int, classification_id: int) -> None:
+    """Hand the new classification to the aggregator and tell the selector it is classified. Must never
+    fail the volunteer's submission: whatever is lost here, the catch-up finds by ``aggregated_at IS
+    NULL`` and the selector's database check still holds.
+
+    With Redis, one round trip appends the id to the aggregation list and marks the subject seen; only
+    the submission that found the list empty sends the drain task (a Celery publish costs several times
+    the rest of the submission). Without Redis, one aggregation task per classification."""
     from zooplatform.celery import app as celery_app
 
+    r = None if _AGGREGATE_DIRECT.get() else queue.client()
     try:
-        celery_app.send_task(AGGREGATE_TASK, args=[classification_id], queue="default")
+        if r is not None:
+            if queue.submitted(r, volunteer_id=volunteer_id, subject_id=subject_id,
+                               classification_id=classification_id) > 1:
+                return  # a drain task is on its way and takes this one too
+            celery_app.send_task(AGGREGATE_DRAIN_TASK, queue="default")
+        else:
+            celery_app.send_task(AGGREGATE_TASK, args=[classification_id], queue="default")
     except Exception:
-        logger.warning("could not enqueue aggregation of classification %s; the sweeper will", classification_id,
+        logger.warning("could not enqueue aggregation of classification %s; the catch-up will", classification_id,
                        exc_info=True)
 
 
@@ -393,8 +419,8 @@ def classification_submit(
                 ClumpBox.objects.bulk_create([ClumpBox(classification=classification, x=x, y=y, width=w, height=h)
                                               for x, y, w, h in clean_boxes])
             classification_id = classification.pk
-            transaction.on_commit(lambda: _enqueue_aggregation(classification_id))
-            transaction.on_commit(lambda: queue.seen_mark_classified(volunteer_id=volunteer_id, subject_id=subject_id))
+            transaction.on_commit(lambda: _after_commit(volunteer_id=volunteer_id, subject_id=subject_id,
+                                                        classification_id=classification_id))
     except IntegrityError:
         # A concurrent retry with the same key won the race (same answer), or this subject was already
         # classified under another key.

@@ -22,6 +22,11 @@ def classification_aggregate(classification_id: int) -> dict:
     return {"subject": outcome.subject_id, "already": outcome.already, "retired": outcome.retired}
 
 
+@shared_task(name="learning.aggregation_drain", soft_time_limit=50, time_limit=60, **RETRY)
+def aggregation_drain() -> int:
+    return services.aggregation_drain()
+
+
 @shared_task(name="learning.aggregation_catch_up", soft_time_limit=540, time_limit=600, **RETRY)
 def aggregation_catch_up() -> int:
     return services.aggregation_catch_up()

@@ -18,6 +18,7 @@ counted twice or lost.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -257,17 +258,54 @@ def clumps_replace(*, subject_id: int, clusters: pd.DataFrame) -> list[ClumpClus
     return ClumpCluster.objects.bulk_create(rows)
 
 
+def aggregation_drain(*, budget_seconds: float = 40.0, batch: int = 100) -> int:
+    """Aggregate the classifications waiting on the Redis list (``classify.queue.PENDING_KEY``), oldest
+    first, until it is empty or ``budget_seconds`` are spent; then, if any are left, send a fresh drain
+    task for them. Returns how many were aggregated.
+
+    Each classification is its own transaction (:func:`classification_aggregate`, idempotent). If one
+    fails, the ids not yet done go back on the list before the error propagates (the task retries); if
+    even that fails, the catch-up finds them by ``aggregated_at IS NULL``."""
+    from zooplatform.classify import queue
+
+    r = queue.client()
+    if r is None:
+        return 0
+    deadline = time.monotonic() + budget_seconds
+    done = 0
+    while time.monotonic() < deadline:
+        ids = queue.pending_pop(r, batch)
+        if not ids:
+            return done
+        for i, cid in enumerate(ids):
+            try:
+                done += not classification_aggregate(classification_id=cid).already
+            except Classification.DoesNotExist:
+                logger.warning("classification %s on the aggregation list no longer exists", cid)
+            except BaseException:
+                queue.pending_push(r, ids[i:])
+                raise
+    if queue.pending_count(r):
+        from zooplatform.celery import app as celery_app
+        from zooplatform.classify.services import AGGREGATE_DRAIN_TASK
+
+        celery_app.send_task(AGGREGATE_DRAIN_TASK, queue="default")
+    return done
+
+
 def aggregation_catch_up(*, project_id: int | None = None, older_than_seconds: float = 30.0, limit: int = 5000) -> int:
     """Aggregate classifications whose online update never ran (broker down, worker killed).
 
     Only classifications committed at least ``older_than_seconds`` ago are taken, so the normal
-    per-classification task has had its chance first. Returns how many were aggregated.
+    online path has had its chance first. The aggregation list is drained first (an id left on it
+    whose drain task was lost would otherwise hold back every later drain). Returns how many were
+    aggregated.
     """
+    done = aggregation_drain() if project_id is None else 0
     cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
     qs = Classification.objects.filter(aggregated_at__isnull=True, created_at__lte=cutoff)
     if project_id is not None:
         qs = qs.filter(subject__project_id=project_id)
-    done = 0
     for cid in qs.order_by("id").values_list("id", flat=True)[:limit]:
         if not classification_aggregate(classification_id=cid).already:
             done += 1

@@ -132,9 +132,11 @@ def tasks_inline(timings: dict[str, float] | None = None):
     """Run every task the platform sends (``app.send_task``: aggregation after a submission, scoring
     after a promotion, queue refreshes) at once, in this process, with the task's own code
     (``Task.apply``, Celery's eager execution; ``CELERY_TASK_ALWAYS_EAGER`` does not cover
-    ``send_task``). Nothing reaches the broker, so no worker of a running platform sees the simulation's
-    tasks. Exceptions propagate. ``timings`` collects seconds per task name."""
+    ``send_task``). Nothing reaches the broker, and submissions skip the Redis aggregation list
+    (:func:`~zooplatform.classify.services.aggregation_direct`), so no worker of a running platform sees
+    the simulation's tasks. Exceptions propagate. ``timings`` collects seconds per task name."""
     from zooplatform.celery import app
+    from zooplatform.classify.services import aggregation_direct
 
     timings = timings if timings is not None else {}
     app.loader.import_default_modules()  # the tasks modules, as a worker imports them at start
@@ -153,7 +155,8 @@ def tasks_inline(timings: dict[str, float] | None = None):
     level = trace.level
     trace.setLevel(max(level, logging.WARNING))
     try:
-        yield timings
+        with aggregation_direct():
+            yield timings
     finally:
         trace.setLevel(level)
         if shadowed:
