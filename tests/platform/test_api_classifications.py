@@ -244,6 +244,9 @@ def test_missing_fields(client, subjects, missing):
     ("subject", "abc"), ("workflow_version", None), ("key", ""), ("answers", "smooth"),
     ("boxes", [{"x": "left", "y": 1, "width": 2, "height": 2}]), ("boxes", [{"x": 1, "y": 1}]),
     ("no_clumps", "perhaps"), ("started_at", "yesterday"), ("answers", [{"question": "bar"}]),
+    ("answers", [{"question": "bar", "answer": 7}]), ("answers", ["bar"]), ("answers", [{"question": "q" * 101, "answer": "a"}]),
+    ("answers", [{"question": "bar", "answer": "strong"}] * 101), ("boxes", "none"),
+    ("boxes", [{"x": True, "y": 1, "width": 2, "height": 2}]), ("boxes", [[1, 1, 2, 2]]),
 ])
 def test_malformed_fields(client, subjects, field, value):
     bad(client, payload(next_subjects(client)[0], **{field: value}), field)

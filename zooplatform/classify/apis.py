@@ -6,7 +6,7 @@ result. Errors of the services (:class:`ApplicationError`) become HTTP 400 ``{fi
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
@@ -102,6 +102,62 @@ class FeedbackSerializer(serializers.Serializer):
     expert_answers = AnswerSerializer(many=True)
 
 
+def _checked_list(data, *, name: str, max_length: int) -> list:
+    if not isinstance(data, list):
+        raise serializers.ValidationError(f"expected a list of {name}, not {type(data).__name__}")
+    if len(data) > max_length:
+        raise serializers.ValidationError(f"{len(data)} {name}: at most {max_length} are allowed")
+    return data
+
+
+@extend_schema_field(AnswerSerializer(many=True))
+class AnswersField(serializers.Field):
+    """``[{"question": name, "answer": name}, ...]``, checked in one pass: a nested serializer per answer
+    cost as much CPU as storing the classification (the path through the tree is checked later)."""
+
+    def __init__(self, *, max_length: int, **kwargs):
+        self.max_length = max_length
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        out = []
+        for i, item in enumerate(_checked_list(data, name="answers", max_length=self.max_length)):
+            if not isinstance(item, dict):
+                raise serializers.ValidationError(f"answers[{i}] must be an object with question and answer")
+            pair = {k: item.get(k) for k in ("question", "answer")}
+            for k, v in pair.items():
+                if not isinstance(v, str) or not v or len(v) > 100:
+                    raise serializers.ValidationError(f"answers[{i}].{k} must be a name of 1 to 100 characters")
+            out.append(pair)
+        return out
+
+    def to_representation(self, value):
+        return value
+
+
+@extend_schema_field(BoxSerializer(many=True))
+class BoxesField(AnswersField):
+    """``[{"x":.., "y":.., "width":.., "height":..}, ...]`` in image pixels, numbers checked in one pass
+    (inside the image, positive size and the count are checked against the subject later)."""
+
+    def to_internal_value(self, data):
+        out = []
+        for i, item in enumerate(_checked_list(data, name="boxes", max_length=self.max_length)):
+            if not isinstance(item, dict):
+                raise serializers.ValidationError(f"boxes[{i}] must be an object with x, y, width and height")
+            box = {}
+            for k in ("x", "y", "width", "height"):
+                v = item.get(k)
+                try:
+                    if isinstance(v, bool):
+                        raise TypeError
+                    box[k] = float(v)
+                except (TypeError, ValueError):
+                    raise serializers.ValidationError(f"boxes[{i}].{k} must be a number, not {v!r}") from None
+            out.append(box)
+        return out
+
+
 class ClassificationOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     subject = serializers.SerializerMethodField()
@@ -125,8 +181,8 @@ class ClassificationsApi(VolunteerApi):
         subject = serializers.IntegerField(min_value=1)
         workflow_version = serializers.IntegerField(min_value=1)
         key = serializers.CharField(max_length=64)
-        answers = serializers.ListField(child=AnswerSerializer(), max_length=100)
-        boxes = serializers.ListField(child=BoxSerializer(), max_length=500, required=False, default=list)
+        answers = AnswersField(max_length=100)
+        boxes = BoxesField(max_length=500, required=False, default=list)
         no_clumps = serializers.BooleanField(required=False, default=False)
         started_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
         finished_at = serializers.DateTimeField(required=False, allow_null=True, default=None)

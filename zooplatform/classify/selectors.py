@@ -162,9 +162,21 @@ def caches_clear() -> None:
 def subjects_servable(*, ids: list[int], volunteer_id: int) -> dict[int, Subject]:
     """Of the subjects ``ids`` (picked from the Redis queue), those that may really be served: still
     active and not classified by the volunteer. The database, not Redis, has the last word."""
-    classified = Classification.objects.filter(volunteer_id=volunteer_id, subject_id=OuterRef("pk"))
-    rows = Subject.objects.filter(pk__in=ids, state=Subject.State.ACTIVE).filter(~Exists(classified))
+    if not ids:
+        return {}
+    rows = Subject.objects.raw(_servable_sql(connection.vendor, len(ids)), [*ids, Subject.State.ACTIVE, volunteer_id])
     return {s.pk: s for s in rows}
+
+
+@lru_cache(maxsize=64)
+def _servable_sql(vendor: str, n: int) -> str:
+    """The SQL of :func:`subjects_servable` for ``n`` ids, built once: compiling the ORM's ``~Exists``
+    subquery was the largest single cost of serving under load (benchmarks/volunteer_load.py)."""
+    s, c = Subject._meta.db_table, Classification._meta.db_table
+    columns = ", ".join(f"s.{connection.ops.quote_name(f.column)}" for f in Subject._meta.concrete_fields)
+    marks = ", ".join(["%s"] * n)
+    return (f"SELECT {columns} FROM {s} s WHERE s.id IN ({marks}) AND s.state = %s AND NOT EXISTS "
+            f"(SELECT 1 FROM {c} k WHERE k.volunteer_id = %s AND k.subject_id = s.id)")
 
 
 def subject_get(*, pk) -> Subject:

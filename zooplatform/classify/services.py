@@ -23,6 +23,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from aggregation.tree import TreeError
+from zooplatform.core import db
 from zooplatform.core.exceptions import ApplicationError
 from zooplatform.galaxies.models import Project, Subject
 
@@ -251,12 +252,9 @@ def _served_record(*, volunteer_id: int, subjects: list[Subject], workflow_versi
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit = off")
-        ServedSubject.objects.bulk_create(
-            [ServedSubject(volunteer_id=volunteer_id, subject=s, workflow_version_id=workflow_version_id,
-                           served_at=now) for s in subjects],
-            update_conflicts=True, unique_fields=["volunteer", "subject"],
-            update_fields=["served_at", "workflow_version"],
-        )
+        db.insert([ServedSubject(volunteer_id=volunteer_id, subject_id=s.pk, workflow_version_id=workflow_version_id,
+                                 served_at=now) for s in subjects],
+                  unique_fields=["volunteer", "subject"], update_fields=["served_at", "workflow_version"])
 
 
 # ------------------------------------------------------------------------------------------- submitting
@@ -414,10 +412,9 @@ def classification_submit(
         # One transaction for the classification and its boxes; a box-less classification is one INSERT,
         # atomic by itself, so it skips the BEGIN/COMMIT round trips (on_commit then runs at once).
         with transaction.atomic() if clean_boxes else nullcontext():
-            classification.save(force_insert=True)
-            if clean_boxes:
-                ClumpBox.objects.bulk_create([ClumpBox(classification=classification, x=x, y=y, width=w, height=h)
-                                              for x, y, w, h in clean_boxes])
+            db.insert([classification], returning_pk=True)
+            db.insert([ClumpBox(classification_id=classification.pk, x=x, y=y, width=w, height=h)
+                       for x, y, w, h in clean_boxes])
             classification_id = classification.pk
             transaction.on_commit(lambda: _after_commit(volunteer_id=volunteer_id, subject_id=subject_id,
                                                         classification_id=classification_id))

@@ -1,0 +1,64 @@
+"""``zooplatform.core.db.insert``: the plain-SQL insert of the hot paths writes what the ORM would."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from zooplatform.classify.models import Classification, ClumpBox, ServedSubject
+from zooplatform.core import db
+
+from .factories import ClassificationFactory, SubjectFactory, VolunteerFactory
+
+pytestmark = pytest.mark.django_db
+
+ANSWERS = [{"question": "smooth-or-featured", "answer": "artifact"}]
+
+
+def test_insert_returns_the_pk_and_stores_what_the_orm_would():
+    subject, volunteer = SubjectFactory(), VolunteerFactory()
+    version = subject.project.workflows.get(slug="gz-decals").current_version
+    started = timezone.now() - timedelta(seconds=20)
+    fields = dict(volunteer=volunteer, subject=subject, workflow_version=version, answers=ANSWERS,
+                  no_clumps=True, started_at=started, finished_at=started + timedelta(seconds=9),
+                  client={"screen": [390, 844], "ua": "é ünïcode"})
+    ours = Classification(key="k-plain-sql-1", **fields)
+    before = timezone.now()
+    db.insert([ours], returning_pk=True)
+    assert ours.pk is not None and not ours._state.adding
+    orm = Classification.objects.create(key="k-orm-000001", **{**fields, "subject": SubjectFactory(subject_set=subject.subject_set)})
+    stored, reference = Classification.objects.get(pk=ours.pk), Classification.objects.get(pk=orm.pk)
+    for name in ("answers", "no_clumps", "started_at", "finished_at", "client", "aggregated_at", "workflow_version_id"):
+        assert getattr(stored, name) == getattr(reference, name), name
+    assert before <= stored.created_at <= timezone.now() and stored.created_at == ours.created_at  # auto_now_add
+
+    db.insert([ClumpBox(classification_id=ours.pk, x=1.5, y=2, width=3, height=4),
+               ClumpBox(classification_id=ours.pk, x=0, y=0, width=1, height=1)])
+    assert sorted(b.as_dict()["x"] for b in stored.boxes.all()) == [0.0, 1.5]
+
+
+def test_insert_raises_integrity_errors_and_rolls_back_with_the_transaction():
+    c = ClassificationFactory()
+    again = Classification(volunteer_id=c.volunteer_id, subject_id=SubjectFactory().pk,
+                           workflow_version_id=c.workflow_version_id, key=c.key, answers=ANSWERS)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        db.insert([ClumpBox(classification_id=c.pk, x=0, y=0, width=2, height=2)])
+        db.insert([again], returning_pk=True)  # same (volunteer, key)
+    assert Classification.objects.count() == 1 and ClumpBox.objects.count() == 0
+
+
+def test_upsert_updates_the_conflicting_row():
+    c = ClassificationFactory()
+    t0 = timezone.now()
+    other = SubjectFactory()
+    rows = [ServedSubject(volunteer_id=c.volunteer_id, subject_id=s.pk, workflow_version_id=c.workflow_version_id,
+                          served_at=t0) for s in (c.subject, other)]
+    db.insert(rows, unique_fields=["volunteer", "subject"], update_fields=["served_at", "workflow_version"])
+    later = t0 + timedelta(hours=1)
+    db.insert([ServedSubject(volunteer_id=c.volunteer_id, subject_id=other.pk, workflow_version_id=c.workflow_version_id,
+                             served_at=later)],
+              unique_fields=["volunteer", "subject"], update_fields=["served_at", "workflow_version"])
+    served = dict(ServedSubject.objects.values_list("subject_id", "served_at"))
+    assert served == {c.subject_id: t0, other.pk: later}
