@@ -62,3 +62,30 @@ def test_upsert_updates_the_conflicting_row():
               unique_fields=["volunteer", "subject"], update_fields=["served_at", "workflow_version"])
     served = dict(ServedSubject.objects.values_list("subject_id", "served_at"))
     assert served == {c.subject_id: t0, other.pk: later}
+
+
+@pytest.mark.django_db(transaction=True)  # autocommit, as in production: the statement is its own transaction
+def test_insert_with_children_is_all_or_nothing():
+    c = ClassificationFactory()
+    parent = Classification(volunteer_id=c.volunteer_id, subject_id=SubjectFactory().pk,
+                            workflow_version_id=c.workflow_version_id, key="k-children-1", answers=ANSWERS)
+    boxes = [ClumpBox(x=1, y=2, width=3, height=4), ClumpBox(x=5.5, y=6, width=7, height=8.25)]
+    db.insert_with_children(parent, boxes, fk="classification")
+    assert parent.pk and all(b.classification_id == parent.pk for b in boxes)
+    assert sorted((b.x, b.height) for b in Classification.objects.get(pk=parent.pk).boxes.all()) == [(1, 4), (5.5, 8.25)]
+    # A box that breaks a check constraint: neither the classification nor any box is stored.
+    again = Classification(volunteer_id=c.volunteer_id, subject_id=SubjectFactory().pk,
+                           workflow_version_id=c.workflow_version_id, key="k-children-2", answers=ANSWERS)
+    with pytest.raises(IntegrityError):
+        db.insert_with_children(again, [ClumpBox(x=1, y=1, width=2, height=2), ClumpBox(x=1, y=1, width=0, height=2)],
+                                fk="classification")
+    assert not Classification.objects.filter(key="k-children-2").exists()
+    assert ClumpBox.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_that_may_be_lost_is_still_written():
+    c = ClassificationFactory()
+    db.insert([ServedSubject(volunteer_id=c.volunteer_id, subject_id=c.subject_id, workflow_version_id=c.workflow_version_id,
+                             served_at=timezone.now())], durable=False)
+    assert ServedSubject.objects.filter(volunteer_id=c.volunteer_id, subject_id=c.subject_id).exists()

@@ -13,13 +13,13 @@ import logging
 import math
 import random
 import re
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Mapping, Sequence
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from aggregation.tree import TreeError
@@ -244,17 +244,12 @@ def subjects_serve(*, volunteer_id: int, context: ServingContext, n: int, now: d
 
 
 def _served_record(*, volunteer_id: int, subjects: list[Subject], workflow_version_id: int, now: datetime) -> None:
-    """Upsert the served rows in one statement. On PostgreSQL the commit does not wait for the WAL flush
-    (``synchronous_commit = off`` for this transaction only): a database crash could forget the last
-    fraction of a second of served rows (never a classification), and that fsync wait was the largest
-    single cost of serving."""
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL synchronous_commit = off")
-        db.insert([ServedSubject(volunteer_id=volunteer_id, subject_id=s.pk, workflow_version_id=workflow_version_id,
-                                 served_at=now) for s in subjects],
-                  unique_fields=["volunteer", "subject"], update_fields=["served_at", "workflow_version"])
+    """Upsert the served rows in one statement that does not wait for the WAL flush on PostgreSQL
+    (``durable=False``): a database crash could forget the last fraction of a second of served rows (never
+    a classification), and that fsync wait was the largest single cost of serving."""
+    db.insert([ServedSubject(volunteer_id=volunteer_id, subject_id=s.pk, workflow_version_id=workflow_version_id,
+                             served_at=now) for s in subjects],
+              unique_fields=["volunteer", "subject"], update_fields=["served_at", "workflow_version"], durable=False)
 
 
 # ------------------------------------------------------------------------------------------- submitting
@@ -409,15 +404,9 @@ def classification_submit(
     classification.full_clean(exclude=["volunteer", "subject", "workflow_version"], validate_unique=False,
                               validate_constraints=False)
     try:
-        # One transaction for the classification and its boxes; a box-less classification is one INSERT,
-        # atomic by itself, so it skips the BEGIN/COMMIT round trips (on_commit then runs at once).
-        with transaction.atomic() if clean_boxes else nullcontext():
-            db.insert([classification], returning_pk=True)
-            db.insert([ClumpBox(classification_id=classification.pk, x=x, y=y, width=w, height=h)
-                       for x, y, w, h in clean_boxes])
-            classification_id = classification.pk
-            transaction.on_commit(lambda: _after_commit(volunteer_id=volunteer_id, subject_id=subject_id,
-                                                        classification_id=classification_id))
+        # The classification and its boxes, all or nothing (one statement on PostgreSQL).
+        db.insert_with_children(classification, [ClumpBox(x=x, y=y, width=w, height=h) for x, y, w, h in clean_boxes],
+                                fk="classification")
     except IntegrityError:
         # A concurrent retry with the same key won the race (same answer), or this subject was already
         # classified under another key.
@@ -427,5 +416,8 @@ def classification_submit(
         if Classification.objects.filter(volunteer_id=volunteer_id, subject_id=subject_id).exists():
             raise ApplicationError(f"you have already classified subject {subject_id}", field="subject") from None
         raise
+    classification_id = classification.pk
+    transaction.on_commit(lambda: _after_commit(volunteer_id=volunteer_id, subject_id=subject_id,
+                                                classification_id=classification_id))
     return SubmitResult(classification_id=classification_id, created=True,
                         feedback=_gold_feedback(gold_answers, gold_text, pairs))

@@ -8,10 +8,11 @@ rows are exactly what the ORM would write. Errors come out as Django's (``Integr
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from functools import lru_cache
 from typing import Sequence
 
-from django.db import connection, models
+from django.db import connection, models, transaction
 from django.db.models.fields import AutoFieldMixin
 
 
@@ -35,22 +36,83 @@ def _insert_sql(model: type[models.Model], vendor: str, n_rows: int, returning: 
     return sql
 
 
+def _values(objs: Sequence[models.Model], fields: list[models.Field]) -> list:
+    return [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs for f in fields]
+
+
 def insert(objs: Sequence[models.Model], *, returning_pk: bool = False,
-           unique_fields: Sequence[str] = (), update_fields: Sequence[str] = ()) -> None:
+           unique_fields: Sequence[str] = (), update_fields: Sequence[str] = (), durable: bool = True) -> None:
     """INSERT ``objs`` (instances of one model) in one statement; with ``returning_pk`` each gets its
     primary key. With ``unique_fields`` and ``update_fields``, an existing row with the same unique
     values is updated instead (``ON CONFLICT ... DO UPDATE``, as ``bulk_create(update_conflicts=True)``).
-    No signals are sent and no validation is run (call ``full_clean`` first where it matters)."""
+    No signals are sent and no validation is run (call ``full_clean`` first where it matters).
+
+    ``durable=False``, on PostgreSQL outside any transaction: the statement commits without waiting for
+    its WAL flush (``SET LOCAL synchronous_commit = off`` travels with it in the same round trip and
+    implicit transaction), so a database crash could forget the last fraction of a second of these rows.
+    Only for rows that can be lost (a served subject), never for a classification. Inside a transaction,
+    the transaction's own setting applies."""
     if not objs:
         return
     model = type(objs[0])
     conflict = (tuple(unique_fields), tuple(update_fields)) if unique_fields else None
-    fields = _fields(model)
-    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs for f in fields]
     sql = _insert_sql(model, connection.vendor, len(objs), returning_pk, conflict)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    if not durable and connection.vendor == "postgresql" and not connection.in_atomic_block:
+        sql = "SET LOCAL synchronous_commit = off; " + sql
+    with _statement(), connection.cursor() as cursor:
+        cursor.execute(sql, _values(objs, _fields(model)))
         if returning_pk:
+            if cursor.description is None:  # the SET's result came first
+                cursor.nextset()
             for obj, (pk,) in zip(objs, cursor.fetchall()):
-                obj.pk = pk
-                obj._state.adding, obj._state.db = False, connection.alias
+                _saved(obj, pk)
+
+
+def _statement():
+    """Outside a transaction a statement is atomic by itself (autocommit); inside one, a savepoint keeps a
+    failed statement (an ``IntegrityError`` the caller handles) from aborting the whole transaction."""
+    return transaction.atomic() if connection.in_atomic_block else nullcontext()
+
+
+def _saved(obj: models.Model, pk) -> None:
+    obj.pk = pk
+    obj._state.adding, obj._state.db = False, connection.alias
+
+
+@lru_cache(maxsize=256)
+def _with_children_sql(parent: type[models.Model], child: type[models.Model], fk: str, vendor: str, n: int) -> str:
+    q = connection.ops.quote_name
+    fk_column = child._meta.get_field(fk).column
+    fields = [f for f in _fields(child) if f.column != fk_column]
+    columns = ", ".join(q(f.column) for f in fields)
+    row = "(" + ", ".join(f"%s::{f.db_type(connection)}" for f in fields) + ")"
+    pk = q(parent._meta.pk.column)
+    return (f"WITH p AS ({_insert_sql(parent, vendor, 1, True, None)}), "
+            f"c AS (INSERT INTO {q(child._meta.db_table)} ({q(fk_column)}, {columns}) "
+            f"SELECT p.{pk}, v.* FROM p, (VALUES {', '.join([row] * n)}) AS v ({columns})) "
+            f"SELECT {pk} FROM p")
+
+
+def insert_with_children(parent: models.Model, children: Sequence[models.Model], *, fk: str) -> None:
+    """INSERT ``parent`` (it gets its primary key) and ``children``, whose foreign key ``fk`` is set to
+    it, all or nothing. On PostgreSQL one statement (a data-modifying CTE: one round trip, atomic by
+    itself); elsewhere two inserts in a transaction."""
+    if not children:
+        insert([parent], returning_pk=True)
+        return
+    child = type(children[0])
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            insert([parent], returning_pk=True)
+            for c in children:
+                setattr(c, child._meta.get_field(fk).attname, parent.pk)
+            insert(children)
+        return
+    fk_column = child._meta.get_field(fk).column
+    fields = [f for f in _fields(child) if f.column != fk_column]
+    sql = _with_children_sql(type(parent), child, fk, connection.vendor, len(children))
+    with _statement(), connection.cursor() as cursor:
+        cursor.execute(sql, _values([parent], _fields(type(parent))) + _values(children, fields))
+        _saved(parent, cursor.fetchone()[0])
+    for c in children:
+        setattr(c, child._meta.get_field(fk).attname, parent.pk)
