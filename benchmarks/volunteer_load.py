@@ -1,7 +1,7 @@
 """Load test of the volunteer API: gunicorn + PostgreSQL + Redis on this machine, volunteers on loopback.
 
     .venv/bin/python benchmarks/volunteer_load.py [--volunteers 64] [--seconds 60] [--warmup 10]
-        [--workers 3] [--threads 4] [--subjects 50000]
+        [--workers 3] [--threads 4] [--subjects 50000] [--rate R]
 
 Builds a throw-away PostgreSQL database ``bench_zoo_load`` (dropped afterwards; the shared ``test`` database
 is never touched) and uses Redis database 13 for the cache, the selector's queue and the Celery broker
@@ -9,8 +9,11 @@ is never touched) and uses Redis database 13 for the cache, the selector's queue
 ``--volunteers`` anonymous volunteers, each on its own keep-alive connection with its own session: open the
 classify page (CSRF cookie), fetch the next subjects five at a time as the page prefetches, submit a
 classification for each (a valid path through the tree, zero to three boxes in image pixels), and re-send
-2% of submissions with the same key, as a browser retrying after a lost response would. Closed loop, no
-think time: the rate is what the server sustains. The load generator is a small asyncio HTTP/1.1 client
+2% of submissions with the same key, as a browser retrying after a lost response would. By default a closed
+loop with no think time: the rate is what the server sustains, and the latency is mostly the queue of the
+other volunteers' requests (Little's law: volunteers / rate). With ``--rate R`` the volunteers submit on a
+Poisson schedule adding up to R per second, as many real volunteers with think time do: the latency is then
+what one volunteer waits at that load. The load generator is a small asyncio HTTP/1.1 client
 (no package needed) so that it takes as little of the two cores as possible.
 
 Reports sustained classifications per second, p50/p95/p99 latency of both endpoints over the measured window
@@ -60,6 +63,18 @@ class Connection:
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
 
     async def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        """Send one request. A kept-alive connection the server closed while idle (gunicorn's keepalive)
+        is reopened and the request sent again, as browsers do; the submissions are idempotent on their key."""
+        reused = self.writer is not None
+        try:
+            return await self._request(method, path, body, headers)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            if not reused:
+                raise
+            self.close()
+            return await self._request(method, path, body, headers)
+
+    async def _request(self, method: str, path: str, body: bytes | None, headers: dict | None):
         if self.writer is None:
             await self._connect()
         lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{self.port}", "Accept: application/json"]
@@ -140,13 +155,22 @@ def make_payload(subject: dict, rng: random.Random) -> tuple[dict, int]:
     }, n_boxes
 
 
-async def volunteer(i: int, stats: Stats, deadline: float, retry_rate: float):
+async def volunteer(i: int, stats: Stats, deadline: float, retry_rate: float, pace: float | None):
+    """One volunteer. ``pace`` None: closed loop, the next classification as soon as the last is answered.
+    ``pace`` (classifications per second of this volunteer): a Poisson schedule of submissions; a late
+    answer delays only this volunteer's next one (a browser submits one at a time)."""
     rng = random.Random(i)
     conn = Connection(PORT)
+    due = time.perf_counter() + (rng.expovariate(pace) if pace else 0.0)
     try:
         await conn.request("GET", "/classify/")  # the page: sets the CSRF cookie
         queue: list[dict] = []
         while time.perf_counter() < deadline:
+            if pace:
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                due += rng.expovariate(pace)
+                if time.perf_counter() >= deadline:
+                    break
             if len(queue) < 2:
                 t = time.perf_counter()
                 status, _, body = await conn.request("GET", "/api/subjects/next/?n=5")
@@ -184,11 +208,13 @@ async def volunteer(i: int, stats: Stats, deadline: float, retry_rate: float):
         conn.close()
 
 
-async def drive(volunteers: int, warmup: float, seconds: float, retry_rate: float) -> tuple[Stats, float]:
+async def drive(volunteers: int, warmup: float, seconds: float, retry_rate: float,
+                rate: float | None) -> tuple[Stats, float]:
     start = time.perf_counter()
     stats = Stats(start + warmup, start + warmup + seconds)
     deadline = start + warmup + seconds
-    await asyncio.gather(*(volunteer(i, stats, deadline, retry_rate) for i in range(volunteers)))
+    pace = rate / volunteers if rate else None
+    await asyncio.gather(*(volunteer(i, stats, deadline, retry_rate, pace) for i in range(volunteers)))
     return stats, time.perf_counter() - start
 
 
@@ -265,7 +291,7 @@ def run(args) -> dict:
             services = pids_of(user="postgres") + pids_of(name="redis-server")
             cpu0 = (cpu_seconds(gunicorn), cpu_seconds(services), time.process_time(), machine_cpu())
             t0 = time.perf_counter()
-            stats, wall = asyncio.run(drive(args.volunteers, args.warmup, args.seconds, args.retry_rate))
+            stats, wall = asyncio.run(drive(args.volunteers, args.warmup, args.seconds, args.retry_rate, args.rate))
             elapsed = time.perf_counter() - t0
             server_cpu = cpu_seconds(gunicorn) - cpu0[0]
             # Backends started during the run (none: gunicorn keeps its connections) count in full.
@@ -313,6 +339,9 @@ def main():
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--subjects", type=int, default=50_000)
     parser.add_argument("--retry-rate", type=float, default=0.02)
+    parser.add_argument("--rate", type=float, default=None,
+                        help="offered classifications per second, spread over the volunteers as Poisson arrivals "
+                             "(default: closed loop, each volunteer submits again as soon as answered)")
     args = parser.parse_args()
     report = run(args)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -320,7 +349,8 @@ def main():
     out.write_text(json.dumps(report, indent=2, default=float))
     n, s = report["next_ms"], report["submit_ms"]
     print(f"\nload before: {report['load_before']}\nload after:  {report['load_after']}")
-    print(f"gunicorn {args.workers} workers x {args.threads} threads, {args.volunteers} volunteers, "
+    offered = f"{args.rate:g}/s offered (Poisson)" if args.rate else "closed loop, no think time"
+    print(f"gunicorn {args.workers} workers x {args.threads} threads, {args.volunteers} volunteers, {offered}, "
           f"{args.seconds:.0f} s measured after {args.warmup:.0f} s warm-up")
     ours = (report["server_cpu_s"] + report["services_cpu_s"] + report["generator_cpu_s"]) / report["elapsed_s"]
     print(f"CPU during the run: gunicorn {report['server_cpu_s']:.1f} s, PostgreSQL+Redis {report['services_cpu_s']:.1f} s, "
@@ -338,6 +368,7 @@ def main():
     print(f"| accepted submissions / classifications in the database | {report['accepted_total']} / "
           f"{report['classifications_in_db']} (exactly one each: {report['exactly_one_per_accepted']}) |")
     print(f"| boxes sent / in the database | {report['boxes_sent']} / {report['boxes_in_db']} |")
+    print(f"| volunteers stopped by a client-side error | {report['client_errors']} |")
     print(f"\nwritten to {out}")
     ok = report["exactly_one_per_accepted"] and report["boxes_sent"] == report["boxes_in_db"] and not report["replays_bad"]
     sys.exit(0 if ok else 1)
