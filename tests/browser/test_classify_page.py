@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tests.platform.test_classify_selector import assert_handed_to_aggregator
 from zooplatform.classify.models import Classification, ClumpBox
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -107,7 +108,7 @@ def assert_stored(site, cid, subject, box, tol=1.5):
     (stored,) = ClumpBox.objects.filter(classification=c)
     for key, want in zip(("x", "y", "width", "height"), box):
         assert abs(getattr(stored, key) - want) <= tol, (key, stored.as_dict(), box)
-    site.send_task.assert_called_once_with("learning.classification_aggregate", args=[cid], queue="default")
+    assert_handed_to_aggregator(site.send_task, cid)
 
 
 def test_desktop_mouse_tree_boxes_move_delete_submit_next(browser, site, real_galaxies, screenshots):

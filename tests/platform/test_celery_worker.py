@@ -166,7 +166,8 @@ def test_missed_updates_are_caught_up_by_the_periodic_task(worker):
 
 def _labelled_project(n_labelled=80, n_unlabelled=12):
     project = ProjectFactory()
-    LearningSettings.objects.create(project=project, train_preset="tiny", train_overrides={"epochs": 6, "batch_size": 8},
+    LearningSettings.objects.create(project=project, train_preset="tiny",
+                                    train_overrides={"epochs": 12, "batch_size": 8, "lr": 1e-3},
                                     min_training_subjects=20, min_votes=1, detector_enabled=False)
     labels = [SMOOTH if i % 2 else FEATURED for i in range(n_labelled)]
     subjects = [labelled_subject(project, pairs, seed=i) for i, pairs in enumerate(labels)]
@@ -213,7 +214,7 @@ def test_a_retraining_whose_worker_dies_is_taken_over_on_redelivery(worker, medi
     # Until then, a second retraining of the project is refused ...
     assert "busy" in retrain_run(project_id=project.pk)
     # ... but the broker's redelivery of the same task (acks_late) takes the dead job over at once.
-    LearningSettings.objects.filter(project=project).update(train_overrides={"epochs": 6, "batch_size": 8})
+    LearningSettings.objects.filter(project=project).update(train_overrides={"epochs": 12, "batch_size": 8, "lr": 1e-3})
     celery_app.send_task("learning.retrain", args=[project.pk, "morphology", "test"], task_id=task_id)
     wait_for(lambda: Job.objects.filter(project=project, kind="retrain_morphology", status="succeeded").exists(),
              timeout=240, what="the redelivered retraining", worker=worker)

@@ -45,6 +45,18 @@ def clean_classify_state():
         cache.clear()  # the local-memory cache of this process only
 
 
+def assert_handed_to_aggregator(send_task, classification_id: int) -> None:
+    """The classification reached the aggregator's way in: with Redis, the aggregation list (and one drain
+    task for it, sent by the submission that found the list empty); without, its own task."""
+    r = queue.client()
+    if r is None:
+        send_task.assert_called_once_with("learning.classification_aggregate", args=[classification_id],
+                                          queue="default")
+    else:
+        assert queue.pending_pop(r, 10) == [classification_id]
+        send_task.assert_called_once_with("learning.aggregation_drain", queue="default")
+
+
 @pytest.fixture(autouse=True)
 def _clean():
     clean_classify_state()

@@ -207,7 +207,8 @@ def test_retrain_promotes_then_scoring_sets_priorities_and_predictions(settings)
     project = ProjectFactory()
     learning = learning_settings_get(project_id=project.pk)
     LearningSettings.objects.filter(pk=learning.pk).update(
-        train_preset="tiny", train_overrides={"epochs": 6, "batch_size": 8}, min_training_subjects=20, min_votes=1)
+        train_preset="tiny", train_overrides={"epochs": 12, "batch_size": 8, "lr": 1e-3}, min_training_subjects=20,
+        min_votes=1)
     labels = [SMOOTH if i % 2 else FEATURED for i in range(80)]
     subjects = [labelled_subject(project, pairs, seed=i) for i, pairs in enumerate(labels)]
     subjects += [SubjectFactory(subject_set__project=project) for _ in range(10)]
