@@ -174,9 +174,16 @@ def test_simulate_synthetic_tiny_run(tmp_path, fresh_caches, monkeypatch):
         assert final["human_votes"] == final["checks"]["classifications"] == 200
         assert 0 < final["gold_votes"] < final["human_votes"]
         assert final["retired"] == sum(final["retired_by_reason"].values())
-        # the arm trained and promoted a model (BALD or random priorities), and measured it
-        assert any(row["retrain"].get("promoted") for row in report["rounds"][arm])
-        assert final["model_accuracy"] is not None
+        # The arm trained a model (BALD or random priorities). Whether a 2-epoch model on ~20 labelled
+        # galaxies beats the constant answer on the fixed validation set (one subject in five by a hash of
+        # its id, so it depends on the ids earlier tests used) is luck: either it was promoted and measured,
+        # or it was rejected with the reason.
+        trained = [row["retrain"] for row in report["rounds"][arm] if row["retrain"].get("model_version")]
+        assert trained, [row["retrain"] for row in report["rounds"][arm]]
+        if any(r.get("promoted") for r in trained):
+            assert final["model_accuracy"] is not None
+        else:
+            assert all("rejected_because" in r["metrics"] for r in trained), trained
     assert report["target"]["votes_per_retired_at_most"] == 4.0
     assert_cleaned_up(report)
     for name in ("votes_per_retired", "retired_fraction", "accuracy", "model_accuracy", "summary"):
