@@ -480,7 +480,8 @@ def platform_arm_run(*, arm: str, galaxies: GalaxySet, population: VolunteerPopu
                 run.timings["retrain"] += elapsed - scored
                 run.timings["score"] += scored
                 retrain = {"promoted": outcome.get("promoted"), "skipped": outcome.get("skipped"),
-                           "model_version": outcome.get("model_version")}
+                           "model_version": outcome.get("model_version"),
+                           "rejected_because": (outcome.get("metrics") or {}).get("rejected_because")}
             else:
                 retrain = {"skipped": "no images: nothing to train on"}
             t = time.perf_counter()
