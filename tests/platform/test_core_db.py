@@ -89,3 +89,12 @@ def test_a_row_that_may_be_lost_is_still_written():
     db.insert([ServedSubject(volunteer_id=c.volunteer_id, subject_id=c.subject_id, workflow_version_id=c.workflow_version_id,
                              served_at=timezone.now())], durable=False)
     assert ServedSubject.objects.filter(volunteer_id=c.volunteer_id, subject_id=c.subject_id).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_that_may_be_lost_still_gets_its_pk():
+    c = ClassificationFactory()
+    row = ServedSubject(volunteer_id=c.volunteer_id, subject_id=SubjectFactory().pk,
+                        workflow_version_id=c.workflow_version_id, served_at=timezone.now())
+    db.insert([row], returning_pk=True, durable=False)  # the SET's empty result comes before the id
+    assert ServedSubject.objects.get(pk=row.pk).subject_id == row.subject_id

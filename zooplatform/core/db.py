@@ -40,6 +40,29 @@ def _values(objs: Sequence[models.Model], fields: list[models.Field]) -> list:
     return [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs for f in fields]
 
 
+def _statement():
+    """Outside a transaction a statement is atomic by itself (autocommit); inside one, a savepoint keeps a
+    failed statement (an ``IntegrityError`` the caller handles) from aborting the whole transaction."""
+    return transaction.atomic() if connection.in_atomic_block else nullcontext()
+
+
+def _saved(obj: models.Model, pk) -> None:
+    obj.pk = pk
+    obj._state.adding, obj._state.db = False, connection.alias
+
+
+def _execute_insert(objs: Sequence[models.Model], *, returning_pk: bool, conflict=None, prefix: str = "") -> None:
+    model = type(objs[0])
+    sql = prefix + _insert_sql(model, connection.vendor, len(objs), returning_pk, conflict)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _values(objs, _fields(model)))
+        if returning_pk:
+            if cursor.description is None:  # a prefix statement's result comes first
+                cursor.nextset()
+            for obj, (pk,) in zip(objs, cursor.fetchall()):
+                _saved(obj, pk)
+
+
 def insert(objs: Sequence[models.Model], *, returning_pk: bool = False,
            unique_fields: Sequence[str] = (), update_fields: Sequence[str] = (), durable: bool = True) -> None:
     """INSERT ``objs`` (instances of one model) in one statement; with ``returning_pk`` each gets its
@@ -54,41 +77,28 @@ def insert(objs: Sequence[models.Model], *, returning_pk: bool = False,
     the transaction's own setting applies."""
     if not objs:
         return
-    model = type(objs[0])
     conflict = (tuple(unique_fields), tuple(update_fields)) if unique_fields else None
-    sql = _insert_sql(model, connection.vendor, len(objs), returning_pk, conflict)
-    if not durable and connection.vendor == "postgresql" and not connection.in_atomic_block:
-        sql = "SET LOCAL synchronous_commit = off; " + sql
-    with _statement(), connection.cursor() as cursor:
-        cursor.execute(sql, _values(objs, _fields(model)))
-        if returning_pk:
-            if cursor.description is None:  # the SET's result came first
-                cursor.nextset()
-            for obj, (pk,) in zip(objs, cursor.fetchall()):
-                _saved(obj, pk)
+    lossy = not durable and connection.vendor == "postgresql" and not connection.in_atomic_block
+    with _statement():
+        _execute_insert(objs, returning_pk=returning_pk, conflict=conflict,
+                        prefix="SET LOCAL synchronous_commit = off; " if lossy else "")
 
 
-def _statement():
-    """Outside a transaction a statement is atomic by itself (autocommit); inside one, a savepoint keeps a
-    failed statement (an ``IntegrityError`` the caller handles) from aborting the whole transaction."""
-    return transaction.atomic() if connection.in_atomic_block else nullcontext()
-
-
-def _saved(obj: models.Model, pk) -> None:
-    obj.pk = pk
-    obj._state.adding, obj._state.db = False, connection.alias
+def _child_fields(child: type[models.Model], fk: str) -> tuple[models.Field, list[models.Field]]:
+    """The foreign key ``fk`` of ``child`` and its other inserted fields."""
+    fk_field = child._meta.get_field(fk)
+    return fk_field, [f for f in _fields(child) if f.column != fk_field.column]
 
 
 @lru_cache(maxsize=256)
 def _with_children_sql(parent: type[models.Model], child: type[models.Model], fk: str, vendor: str, n: int) -> str:
     q = connection.ops.quote_name
-    fk_column = child._meta.get_field(fk).column
-    fields = [f for f in _fields(child) if f.column != fk_column]
+    fk_field, fields = _child_fields(child, fk)
     columns = ", ".join(q(f.column) for f in fields)
     row = "(" + ", ".join(f"%s::{f.db_type(connection)}" for f in fields) + ")"
     pk = q(parent._meta.pk.column)
     return (f"WITH p AS ({_insert_sql(parent, vendor, 1, True, None)}), "
-            f"c AS (INSERT INTO {q(child._meta.db_table)} ({q(fk_column)}, {columns}) "
+            f"c AS (INSERT INTO {q(child._meta.db_table)} ({q(fk_field.column)}, {columns}) "
             f"SELECT p.{pk}, v.* FROM p, (VALUES {', '.join([row] * n)}) AS v ({columns})) "
             f"SELECT {pk} FROM p")
 
@@ -101,18 +111,17 @@ def insert_with_children(parent: models.Model, children: Sequence[models.Model],
         insert([parent], returning_pk=True)
         return
     child = type(children[0])
-    if connection.vendor != "postgresql":
+    fk_field, fields = _child_fields(child, fk)
+    if connection.vendor == "postgresql":
+        sql = _with_children_sql(type(parent), child, fk, connection.vendor, len(children))
+        with _statement(), connection.cursor() as cursor:
+            cursor.execute(sql, _values([parent], _fields(type(parent))) + _values(children, fields))
+            _saved(parent, cursor.fetchone()[0])
+    else:
         with transaction.atomic():
-            insert([parent], returning_pk=True)
+            _execute_insert([parent], returning_pk=True)
             for c in children:
-                setattr(c, child._meta.get_field(fk).attname, parent.pk)
-            insert(children)
-        return
-    fk_column = child._meta.get_field(fk).column
-    fields = [f for f in _fields(child) if f.column != fk_column]
-    sql = _with_children_sql(type(parent), child, fk, connection.vendor, len(children))
-    with _statement(), connection.cursor() as cursor:
-        cursor.execute(sql, _values([parent], _fields(type(parent))) + _values(children, fields))
-        _saved(parent, cursor.fetchone()[0])
+                setattr(c, fk_field.attname, parent.pk)
+            _execute_insert(children, returning_pk=False)
     for c in children:
-        setattr(c, child._meta.get_field(fk).attname, parent.pk)
+        setattr(c, fk_field.attname, parent.pk)
