@@ -102,60 +102,66 @@ class FeedbackSerializer(serializers.Serializer):
     expert_answers = AnswerSerializer(many=True)
 
 
-def _checked_list(data, *, name: str, max_length: int) -> list:
-    if not isinstance(data, list):
-        raise serializers.ValidationError(f"expected a list of {name}, not {type(data).__name__}")
-    if len(data) > max_length:
-        raise serializers.ValidationError(f"{len(data)} {name}: at most {max_length} are allowed")
-    return data
+class _OnePassListField(serializers.Field):
+    """A JSON list of small objects checked in one pass: a nested serializer per item cost as much CPU as
+    storing the classification. Subclasses check one item in ``item``."""
 
-
-@extend_schema_field(AnswerSerializer(many=True))
-class AnswersField(serializers.Field):
-    """``[{"question": name, "answer": name}, ...]``, checked in one pass: a nested serializer per answer
-    cost as much CPU as storing the classification (the path through the tree is checked later)."""
+    name = ""
 
     def __init__(self, *, max_length: int, **kwargs):
         self.max_length = max_length
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):
-        out = []
-        for i, item in enumerate(_checked_list(data, name="answers", max_length=self.max_length)):
-            if not isinstance(item, dict):
-                raise serializers.ValidationError(f"answers[{i}] must be an object with question and answer")
-            pair = {k: item.get(k) for k in ("question", "answer")}
-            for k, v in pair.items():
-                if not isinstance(v, str) or not v or len(v) > 100:
-                    raise serializers.ValidationError(f"answers[{i}].{k} must be a name of 1 to 100 characters")
-            out.append(pair)
-        return out
+        if not isinstance(data, list):
+            raise serializers.ValidationError(f"expected a list of {self.name}, not {type(data).__name__}")
+        if len(data) > self.max_length:
+            raise serializers.ValidationError(f"{len(data)} {self.name}: at most {self.max_length} are allowed")
+        return [self.item(i, item) for i, item in enumerate(data)]
+
+    def item(self, i: int, item) -> dict:
+        raise NotImplementedError
 
     def to_representation(self, value):
         return value
 
 
-@extend_schema_field(BoxSerializer(many=True))
-class BoxesField(AnswersField):
-    """``[{"x":.., "y":.., "width":.., "height":..}, ...]`` in image pixels, numbers checked in one pass
-    (inside the image, positive size and the count are checked against the subject later)."""
+@extend_schema_field(AnswerSerializer(many=True))
+class AnswersField(_OnePassListField):
+    """``[{"question": name, "answer": name}, ...]`` (the path through the tree is checked later)."""
 
-    def to_internal_value(self, data):
-        out = []
-        for i, item in enumerate(_checked_list(data, name="boxes", max_length=self.max_length)):
-            if not isinstance(item, dict):
-                raise serializers.ValidationError(f"boxes[{i}] must be an object with x, y, width and height")
-            box = {}
-            for k in ("x", "y", "width", "height"):
-                v = item.get(k)
-                try:
-                    if isinstance(v, bool):
-                        raise TypeError
-                    box[k] = float(v)
-                except (TypeError, ValueError):
-                    raise serializers.ValidationError(f"boxes[{i}].{k} must be a number, not {v!r}") from None
-            out.append(box)
-        return out
+    name = "answers"
+
+    def item(self, i, item):
+        if not isinstance(item, dict):
+            raise serializers.ValidationError(f"answers[{i}] must be an object with question and answer")
+        pair = {k: item.get(k) for k in ("question", "answer")}
+        for k, v in pair.items():
+            if not isinstance(v, str) or not v or len(v) > 100:
+                raise serializers.ValidationError(f"answers[{i}].{k} must be a name of 1 to 100 characters")
+        return pair
+
+
+@extend_schema_field(BoxSerializer(many=True))
+class BoxesField(_OnePassListField):
+    """``[{"x":.., "y":.., "width":.., "height":..}, ...]`` in image pixels (inside the image, positive
+    size and the count are checked against the subject later)."""
+
+    name = "boxes"
+
+    def item(self, i, item):
+        if not isinstance(item, dict):
+            raise serializers.ValidationError(f"boxes[{i}] must be an object with x, y, width and height")
+        box = {}
+        for k in ("x", "y", "width", "height"):
+            v = item.get(k)
+            try:
+                if isinstance(v, bool):
+                    raise TypeError
+                box[k] = float(v)
+            except (TypeError, ValueError):
+                raise serializers.ValidationError(f"boxes[{i}].{k} must be a number, not {v!r}") from None
+        return box
 
 
 class ClassificationOutputSerializer(serializers.Serializer):

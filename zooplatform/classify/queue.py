@@ -223,8 +223,8 @@ def submitted(r, *, volunteer_id: int, subject_id: int, classification_id: int) 
 
 
 def pending_push(r, classification_ids: list[int]) -> int:
-    """Put classification ids (back) on the aggregation list; returns its length."""
-    return r.rpush(PENDING_KEY, *classification_ids) if classification_ids else r.llen(PENDING_KEY)
+    """Put classification ids (at least one) back on the aggregation list; returns its length."""
+    return r.rpush(PENDING_KEY, *classification_ids)
 
 
 def pending_pop(r, n: int) -> list[int]:

@@ -93,8 +93,8 @@ def model_version_promote(*, version: ModelVersion) -> str:
 #: The LearningSettings fields the dashboard edits (every steering knob; not the project or timestamps).
 SETTINGS_FIELDS = (
     "binary_aggregator", "binary_params", "multi_aggregator", "multi_params", "reach_threshold", "min_votes",
-    "vote_cap", "expert_after", "machine_enabled", "machine_retires", "train_preset", "train_overrides", "detector_enabled",
-    "detector_overrides", "retrain_after_retirements", "retrain_interval_hours", "min_training_subjects",
+    "vote_cap", "expert_after", "machine_enabled", "machine_retires", "train_preset", "train_overrides",
+    "detector_enabled", "detector_overrides", "retrain_after_retirements", "retrain_interval_hours", "min_training_subjects",
     "acquisition", "mc_samples",
 )
 
