@@ -99,6 +99,11 @@ class VoteAggregator:
     def new_volunteer(self) -> VolunteerState:
         return VolunteerState.zeros(self.n_classes, self.n_symbols)
 
+    def confusion(self, volunteer: VolunteerState) -> np.ndarray | None:
+        """The volunteer's confusion matrix as used for their next vote, (K, K), rows the true answer and
+        columns the given one; None for aggregators that learn no per-volunteer skill."""
+        return None
+
     def posterior(self, subject: SubjectState) -> np.ndarray:
         """Posterior over the K answers, shape (K,)."""
         return self._posterior(self._belief_row(subject)[None, :])[0]

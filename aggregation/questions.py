@@ -213,6 +213,31 @@ class TreeAggregator:
                     out[:, self._question_index[a.next]] += out[:, qi] * posterior[name][:, j]
         return out
 
+    def difficulty(self, posterior: Mapping[str, np.ndarray], reach: np.ndarray) -> np.ndarray:
+        """How unsettled each subject still is, (S,) in [0, 1]: the reach-weighted mean of its questions'
+        posterior entropies, each divided by log K (0: every question it reaches is certain; 1: every one
+        is a coin toss). Measured after enough votes, it marks the galaxies volunteers disagree on, the
+        ones worth a skilled volunteer's time. ``posterior`` and ``reach`` as from :meth:`reach`."""
+        S = reach.shape[0]
+        num, den = np.zeros(S), np.zeros(S)
+        for name, qi in self._question_index.items():
+            p = np.clip(np.asarray(posterior[name], dtype=np.float64), 1e-12, 1.0)
+            k = p.shape[1]
+            if k < 2:
+                continue
+            h = -(p * np.log(p)).sum(axis=1) / np.log(k)
+            num += reach[:, qi] * h
+            den += reach[:, qi]
+        return np.clip(np.divide(num, den, out=np.zeros(S), where=den > 0), 0.0, 1.0)
+
+    def volunteer_accuracy(self, question: str, volunteer: VolunteerState) -> float | None:
+        """The volunteer's chance of answering ``question`` correctly, averaged over its true answers
+        (the mean of the confusion matrix's diagonal: 1 for a perfect volunteer, 1/K for one who
+        guesses), as the question's aggregator would weigh their next vote; None for aggregators
+        that learn no skill."""
+        confusion = self.aggregators[question].confusion(volunteer)
+        return None if confusion is None else float(np.mean(np.diag(confusion)))
+
     def _subject_reasons(self, reach: np.ndarray, reasons: Mapping[str, np.ndarray], n_votes) -> np.ndarray:
         S = reach.shape[0]
         decided = np.ones(S, dtype=bool)
@@ -272,7 +297,7 @@ class TreeAggregator:
 
     def summary(self, subject: Mapping[str, SubjectState]) -> dict:
         """One subject: {"posterior": {q: {answer: p}}, "reach": {q: p}, "n_votes": {q: n},
-        "reason": subject-level retirement reason ("" while active)}."""
+        "difficulty": :meth:`difficulty`, "reason": subject-level retirement reason ("" while active)}."""
         post, nv, reasons = {}, {}, {}
         for q in self.tree_.questions:
             agg = self.aggregators[q.name]
@@ -286,6 +311,7 @@ class TreeAggregator:
                               for q in self.tree_.questions},
                 "reach": {q.name: float(reach[0, i]) for i, q in enumerate(self.tree_.questions)},
                 "n_votes": {q: int(v[0]) for q, v in nv.items()},
+                "difficulty": float(self.difficulty(post, reach)[0]),
                 "reason": str(reason)}
 
 

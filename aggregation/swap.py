@@ -135,6 +135,11 @@ class Swap(VoteAggregator):
         lo_cap = 1.0 - cap
         return min(max(pl, lo_cap), cap), min(max(pd, lo_cap), cap)
 
+    def confusion(self, volunteer: VolunteerState) -> np.ndarray:
+        """(2, 2) rows the true answer: [[PD, 1 - PD], [1 - PL, PL]]."""
+        pl, pd = self.skills(volunteer)
+        return np.array([[pd, 1.0 - pd], [1.0 - pl, pl]])
+
     def _skills_vec(self, cL, nL, cD, nD) -> tuple[np.ndarray, np.ndarray]:
         n0, cap = self.pseudo_votes, self.skill_cap
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aggregation import DecisionTree, SubjectState, TreeError
+from aggregation import DecisionTree, SubjectState, TreeError, VolunteerState
 from aggregation.questions import TreeAggregator
 
 
@@ -117,3 +117,39 @@ def test_tree_aggregator_survives_json(rng):
     assert agg.answer_index("bar", "weak") == 1
     with pytest.raises(TreeError):
         agg.answer_index("bar", "medium")
+
+
+def test_difficulty_is_zero_when_settled_one_for_coin_tosses_and_follows_reach():
+    tree = DecisionTree.from_dict({"first": "a", "questions": [
+        {"name": "a", "answers": [{"name": "x", "next": "b"}, {"name": "y"}]},
+        {"name": "b", "answers": ["u", "v", "w"]},
+    ]})
+    agg = TreeAggregator(tree)
+    settled = {"a": np.array([[0.0, 1.0]]), "b": np.array([[1.0, 0.0, 0.0]])}
+    coin = {"a": np.array([[0.5, 0.5]]), "b": np.full((1, 3), 1 / 3)}
+    assert agg.difficulty(settled, agg.reach(settled))[0] == pytest.approx(0.0, abs=1e-9)
+    assert agg.difficulty(coin, agg.reach(coin))[0] == pytest.approx(1.0)
+    # b is a coin toss but never reached: only a counts
+    unreached = {"a": np.array([[0.0, 1.0]]), "b": np.full((1, 3), 1 / 3)}
+    assert agg.difficulty(unreached, agg.reach(unreached))[0] == pytest.approx(0.0, abs=1e-9)
+    # a settled on x, so b is reached for sure and its coin toss counts half
+    assert agg.difficulty({"a": np.array([[1.0, 0.0]]), "b": np.full((1, 3), 1 / 3)},
+                          np.array([[1.0, 1.0]]))[0] == pytest.approx(0.5)
+
+
+def test_volunteer_accuracy_is_the_mean_of_the_confusion_diagonal():
+    tree = DecisionTree.from_dict({"questions": [{"name": "q", "answers": ["yes", "no"]},
+                                                 {"name": "r", "answers": ["u", "v", "w"]}]})
+    agg = TreeAggregator(tree, method={"q": "swap", "r": "dawid_skene"},
+                         question_params={"q": {"initial_pl": 0.6, "initial_pd": 0.8}})
+    fresh = agg.aggregators["q"].new_volunteer()
+    assert agg.volunteer_accuracy("q", fresh) == pytest.approx(0.7)   # (PL + PD) / 2 before any gold
+    assert agg.volunteer_accuracy("r", agg.aggregators["r"].new_volunteer()) == pytest.approx(0.7)  # DS's initial skill
+    good, bad = VolunteerState(counts=[[0, 0], [0, 0]]), VolunteerState(counts=[[0, 0], [0, 0]])
+    for truth in (0, 1) * 10:
+        agg.aggregators["q"].observe(agg.aggregators["q"].new_subject(gold=truth), good, truth)
+        agg.aggregators["q"].observe(agg.aggregators["q"].new_subject(gold=truth), bad, 1 - truth)
+    assert agg.volunteer_accuracy("q", good) > 0.85 > 0.15 > agg.volunteer_accuracy("q", bad)
+    confusion = agg.aggregators["q"].confusion(good)
+    assert confusion.shape == (2, 2) and np.allclose(confusion.sum(axis=1), 1.0)
+    assert TreeAggregator(tree, method="majority").volunteer_accuracy("r", VolunteerState.zeros(3)) is None
