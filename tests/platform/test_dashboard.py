@@ -243,9 +243,11 @@ def settings_post(project, **changes):
 def test_settings_form_saves_valid_knobs(staff, project):
     response = staff.post(url(project, "learning/"), settings_post(
         project, reach_threshold="0.6", vote_cap="30", expert_after="20", binary_params='{"prior": 0.4, "detect": 0.98}',
-        multi_aggregator="vote_fraction", multi_params='{"budget": 30}', machine_enabled=False))
+        multi_aggregator="vote_fraction", multi_params='{"budget": 30}', machine_enabled=False,
+        hard_share="0.3", skilled_accuracy="0.85", skilled_min_gold="20", hard_after_votes="8"))
     assert response.status_code == 302
     s = LearningSettings.objects.get(project=project)
+    assert (s.hard_share, s.skilled_accuracy, s.skilled_min_gold, s.hard_after_votes) == (0.3, 0.85, 20, 8)
     assert (s.reach_threshold, s.vote_cap, s.expert_after, s.machine_enabled) == (0.6, 30, 20, False)
     assert s.binary_params == {"prior": 0.4, "detect": 0.98}
     assert (s.multi_aggregator, s.multi_params) == ("vote_fraction", {"budget": 30})
@@ -262,6 +264,8 @@ def test_settings_form_saves_valid_knobs(staff, project):
     ({"reach_threshold": "1.5"}, "reach_threshold", "less than or equal to 1"),
     ({"vote_cap": "10", "expert_after": "20"}, "expert_after", "none would reach the expert queue"),
     ({"mc_samples": "0"}, "mc_samples", "greater than or equal to 1"),
+    ({"hard_share": "1.5"}, "hard_share", "less than or equal to 1"),
+    ({"skilled_accuracy": "-0.1"}, "skilled_accuracy", "greater than or equal to 0"),
     ({"acquisition": "bold"}, "acquisition", "Unknown acquisition 'bold'; known: bald"),
 ])
 def test_settings_form_refuses_with_a_field_error(staff, project, changes, field, reason):

@@ -8,7 +8,9 @@ from django.db.models import F, Q
 
 class Volunteer(models.Model):
     """A registered user or an anonymous browser session. An anonymous volunteer who registers keeps
-    the same row (``user`` is filled in), so their history follows them."""
+    the same row (``user`` is filled in), so their history follows them. ``accuracy`` and ``n_gold``
+    summarise their skill for the selector (skilled volunteers get a share of the hardest galaxies);
+    the aggregator keeps them up to date from the per-question ``learning.VolunteerSkill`` rows."""
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="volunteer"
@@ -16,6 +18,10 @@ class Volunteer(models.Model):
     session_key = models.CharField(max_length=64, null=True, blank=True, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_active_at = models.DateTimeField(null=True, blank=True)
+    accuracy = models.FloatField(
+        null=True, blank=True, help_text="The aggregator's estimate of the chance this volunteer answers the tree's "
+                                         "first question right (mean of their confusion matrix's diagonal)")
+    n_gold = models.PositiveIntegerField(default=0, db_default=0, help_text="Gold-standard galaxies behind that estimate")
 
     class Meta:
         constraints = [

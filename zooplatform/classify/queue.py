@@ -6,6 +6,8 @@ Keys (all under ``zoo:classify:``):
                      in the database order (priority descending, then the random ``shuffle`` key), so a
                      walk from rank 0 is exactly the walk of the ``subject_queue_idx`` index.
 - ``gold:{project}`` sorted set of the project's active gold-standard subjects, in ``shuffle`` order.
+- ``hard:{project}`` sorted set of the project's ``HARD_SIZE`` hardest active subjects (``difficulty``
+                     descending), from which skilled volunteers get a share of their subjects first.
 - ``fresh:{project}`` when the queue was built. Older than ``QUEUE_MAX_AGE`` seconds, the selector asks a
                      worker to rebuild it (task ``classify.subject_queue_refresh``) and goes on with it; gone
                      (after twice that, or never built), the selector rebuilds it itself.
@@ -13,6 +15,9 @@ Keys (all under ``zoo:classify:``):
                      ``CLASSIFIED`` once classified. A member counts as seen while its score is above
                      now - ``SERVED_TTL``. The sentinel member ``0`` marks the set as loaded from the
                      database (a missing set is rebuilt from ``ServedSubject`` and ``Classification``).
+- ``skill:{volunteer}`` "accuracy n_gold" of the volunteer (``Volunteer.accuracy``, ``Volunteer.n_gold``;
+                     accuracy ``-1`` while unknown), read in the same round trip as the queue's state; the
+                     aggregator rewrites it when it learns more, and a missing one is read from the database.
 - ``aggregate:pending`` list of committed classification ids waiting for the aggregator. A submission
                      appends its id; the one that finds the list empty sends the drain task
                      (``learning.aggregation_drain``), which aggregates until the list is empty. A lost id
@@ -29,7 +34,7 @@ import time
 from functools import lru_cache
 
 from django.conf import settings
-from redis.exceptions import RedisError  # noqa: F401  (re-exported: callers catch it)
+from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +46,7 @@ SERVED_TTL = 2 * 3600  # a subject served but never classified may be served aga
 CLASSIFIED = 9.0e15  # the score of a classified subject: larger than any timestamp, exact in a double
 PENDING_KEY = f"{PREFIX}aggregate:pending"
 MAX_SCAN = 5_000  # the most queue members one pick looks at (a volunteer who has seen more falls back to the index)
+HARD_SIZE = 2_000  # the hardest subjects kept for skilled volunteers
 
 
 @lru_cache(maxsize=1)
@@ -72,16 +78,26 @@ def seen_key(volunteer_id: int) -> str:
     return f"{PREFIX}seen:{volunteer_id}"
 
 
-# Pick ``n_gold`` unseen gold subjects (starting at a random rank, wrapping) and then unseen queue subjects
-# up to ``n_total`` (more gold if the queue runs dry), and mark them all served, in one atomic step: two
-# requests of the same volunteer can never be handed the same subject.
+def hard_key(project_id: int) -> str:
+    return f"{PREFIX}hard:{project_id}"
+
+
+def skill_key(volunteer_id: int) -> str:
+    return f"{PREFIX}skill:{volunteer_id}"
+
+
+# Pick ``n_gold`` unseen gold subjects (starting at a random rank, wrapping), then ``n_hard`` unseen
+# subjects from the hardest down, then unseen queue subjects up to ``n_total`` (more gold if the queue
+# runs dry), and mark them all served, in one atomic step: two requests of the same volunteer can never
+# be handed the same subject.
 _PICK = """
-local queue, gold, seen = KEYS[1], KEYS[2], KEYS[3]
+local queue, gold, seen, hard = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local n_gold, n_total = tonumber(ARGV[1]), tonumber(ARGV[2])
 local now, cutoff = tonumber(ARGV[3]), tonumber(ARGV[4])
 local gold_start, max_scan, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local n_hard = tonumber(ARGV[8])
 local exclude = {}
-for i = 8, #ARGV do exclude[ARGV[i]] = true end
+for i = 9, #ARGV do exclude[ARGV[i]] = true end
 local picked = {}
 local function take(id)
   if exclude[id] then return end
@@ -105,18 +121,23 @@ local function pick_gold(want)
     scanned = scanned + #ids
   end
 end
-if n_gold > 0 then pick_gold(math.min(n_gold, n_total)) end
-local offset, exhausted = 0, 0
-while #picked < n_total do
-  if offset >= max_scan then break end
-  local ids = redis.call('ZRANGE', queue, offset, offset + batch - 1)
-  if #ids == 0 then exhausted = 1 break end
-  for _, id in ipairs(ids) do
-    if #picked >= n_total then break end
-    take(id)
+local function walk(key, want)
+  local offset = 0
+  while #picked < want do
+    if offset >= max_scan then return 0 end
+    local ids = redis.call('ZRANGE', key, offset, offset + batch - 1)
+    if #ids == 0 then return 1 end
+    for _, id in ipairs(ids) do
+      if #picked >= want then break end
+      take(id)
+    end
+    offset = offset + #ids
   end
-  offset = offset + #ids
+  return 0
 end
+if n_gold > 0 then pick_gold(math.min(n_gold, n_total)) end
+if n_hard > 0 then walk(hard, math.min(#picked + n_hard, n_total)) end
+local exhausted = walk(queue, n_total)
 -- Nothing else left for this volunteer: more gold rather than nothing.
 if exhausted == 1 and #picked < n_total then pick_gold(n_total) end
 for _, id in ipairs(picked) do redis.call('ZADD', seen, now, id) end
@@ -131,51 +152,79 @@ def _pick_script(r):
     return r.register_script(_PICK)
 
 
-def queue_state(r, *, project_id: int, volunteer_id: int) -> tuple[float | None, bool, int]:
+def queue_state(r, *, project_id: int, volunteer_id: int) -> tuple[float | None, bool, int, tuple | None]:
     """(age of the queue in seconds or None if there is none, volunteer's seen set loaded, number of
-    subjects the volunteer has seen).
+    subjects the volunteer has seen, the volunteer's (accuracy or None, n_gold) or None if Redis has
+    not got it), in one round trip.
 
     A built project may have no queue key at all (nothing active): the pick then reports it exhausted."""
     pipe = r.pipeline(transaction=False)
     pipe.get(fresh_key(project_id))
     pipe.zcard(seen_key(volunteer_id))
-    built, n_seen = pipe.execute()
+    pipe.get(skill_key(volunteer_id))
+    built, n_seen, skill = pipe.execute()
     age = None if built is None else max(0.0, time.time() - float(built))
-    return age, n_seen > 0, max(0, n_seen - 1)
+    return age, n_seen > 0, max(0, n_seen - 1), _skill_decode(skill)
+
+
+def _skill_decode(raw) -> tuple | None:
+    if raw is None:
+        return None
+    accuracy, n_gold = raw.split()
+    return (None if float(accuracy) < 0 else float(accuracy)), int(n_gold)
+
+
+def skill_store(r, *, skills: dict[int, tuple[float | None, int]]) -> None:
+    """Record volunteers' (accuracy or None, n_gold) for the selector, as the database has them."""
+    pipe = r.pipeline(transaction=False)
+    for volunteer_id, (accuracy, n_gold) in skills.items():
+        pipe.set(skill_key(volunteer_id), f"{-1.0 if accuracy is None else float(accuracy)!r} {int(n_gold)}", ex=SEEN_KEY_TTL)
+    pipe.execute()
+
+
+def skill_forget(*, volunteer_ids: list[int]) -> None:
+    """Drop volunteers' skill copies (after a batch re-fit changed them); each is read again on demand."""
+    r = client()
+    if r is None or not volunteer_ids:
+        return
+    try:
+        for start in range(0, len(volunteer_ids), 5000):
+            r.delete(*[skill_key(v) for v in volunteer_ids[start:start + 5000]])
+    except RedisError:
+        logger.warning("could not drop the skill copies of %d volunteers", len(volunteer_ids), exc_info=True)
 
 
 def queue_pick(r, *, project_id: int, volunteer_id: int, n_gold: int, n_total: int, gold_start: int,
-               exclude: list[int] = ()) -> tuple[list[int], bool]:
-    """Pick and mark as served up to ``n_total`` subject ids. Returns (ids in order, queue exhausted)."""
+               n_hard: int = 0, exclude: list[int] = ()) -> tuple[list[int], bool]:
+    """Pick and mark as served up to ``n_total`` subject ids: ``n_gold`` gold, then ``n_hard`` from the
+    hardest subjects, then the queue. Returns (ids in order, queue exhausted)."""
     now = time.time()
     result = _pick_script(r)(
-        keys=[queue_key(project_id), gold_key(project_id), seen_key(volunteer_id)],
-        args=[n_gold, n_total, now, now - SERVED_TTL, gold_start, MAX_SCAN, SEEN_KEY_TTL, *map(str, exclude)],
+        keys=[queue_key(project_id), gold_key(project_id), seen_key(volunteer_id), hard_key(project_id)],
+        args=[n_gold, n_total, now, now - SERVED_TTL, gold_start, MAX_SCAN, SEEN_KEY_TTL, n_hard, *map(str, exclude)],
         client=r,
     )
     *ids, exhausted = result
     return [int(i) for i in ids], exhausted == b"1" or len(ids) < n_total
 
 
-def queue_store(r, *, project_id: int, ranked_ids: list[int], gold_ids: list[int]) -> None:
-    """Replace the project's queue and gold set atomically (built under temporary keys, then renamed)."""
-    tmp_q, tmp_g = queue_key(project_id) + ":building", gold_key(project_id) + ":building"
+def queue_store(r, *, project_id: int, ranked_ids: list[int], gold_ids: list[int], hard_ids: list[int] = ()) -> None:
+    """Replace the project's queue, gold set and hard set atomically (built under temporary keys, then
+    renamed); each list in its serving order."""
+    keys = [queue_key(project_id), gold_key(project_id), hard_key(project_id)]
+    building = [key + ":building" for key in keys]
     pipe = r.pipeline(transaction=False)
-    pipe.delete(tmp_q, tmp_g)
-    for start in range(0, len(ranked_ids), 5000):
-        pipe.zadd(tmp_q, {sid: start + i for i, sid in enumerate(ranked_ids[start:start + 5000])})
-    if gold_ids:
-        pipe.zadd(tmp_g, {sid: i for i, sid in enumerate(gold_ids)})
+    pipe.delete(*building)
+    for tmp, ids in zip(building, (ranked_ids, gold_ids, hard_ids)):
+        for start in range(0, len(ids), 5000):
+            pipe.zadd(tmp, {sid: start + i for i, sid in enumerate(ids[start:start + 5000])})
     pipe.execute()
     pipe = r.pipeline(transaction=True)
-    if ranked_ids:
-        pipe.rename(tmp_q, queue_key(project_id))
-    else:  # nothing active: no queue key; the pick reports it exhausted and the index path answers
-        pipe.delete(queue_key(project_id))
-    if gold_ids:
-        pipe.rename(tmp_g, gold_key(project_id))
-    else:
-        pipe.delete(gold_key(project_id))
+    for key, tmp, ids in zip(keys, building, (ranked_ids, gold_ids, hard_ids)):
+        if ids:
+            pipe.rename(tmp, key)
+        else:  # e.g. nothing active: no queue key; the pick reports it exhausted and the index path answers
+            pipe.delete(key)
     pipe.set(fresh_key(project_id), time.time(), ex=2 * QUEUE_MAX_AGE)
     pipe.execute()
 
@@ -189,11 +238,11 @@ def queue_unlock(r, *, project_id: int) -> None:
 
 
 def queue_remove(r, *, project_id: int, subject_ids: list[int]) -> None:
-    """Drop subjects that turned out retired (the database said so) from the queue and gold set."""
+    """Drop subjects that turned out retired (the database said so) from the queue, gold and hard sets."""
     if subject_ids:
         pipe = r.pipeline(transaction=False)
-        pipe.zrem(queue_key(project_id), *subject_ids)
-        pipe.zrem(gold_key(project_id), *subject_ids)
+        for key in (queue_key(project_id), gold_key(project_id), hard_key(project_id)):
+            pipe.zrem(key, *subject_ids)
         pipe.execute()
 
 

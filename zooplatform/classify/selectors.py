@@ -15,9 +15,10 @@ from aggregation.tree import DecisionTree
 from zooplatform.core.exceptions import ApplicationError
 from zooplatform.galaxies.models import GoldStandard, Project, Subject
 from zooplatform.galaxies.services import DEFAULT_PROJECT_SLUG
+from zooplatform.learning.models import LearningSettings
 from zooplatform.workflows.models import WorkflowVersion
 
-from .models import Classification, ClumpBox, ServedSubject
+from .models import Classification, ClumpBox, ServedSubject, Volunteer
 from .queue import SERVED_TTL
 
 # Designator's gold-standard schedule (Zooniverse): the share of gold subjects falls with experience.
@@ -42,11 +43,28 @@ def gold_slots(*, n_seen: int, n: int, rng: random.Random | None = None) -> int:
 
 @dataclass(frozen=True)
 class ServingContext:
-    """What serving a project needs: its id and the workflow version volunteers are shown now."""
+    """What serving a project needs: its id, the workflow version volunteers are shown now, and how hard
+    galaxies are matched to skilled volunteers (``LearningSettings``; ``hard_share`` 0 turns it off)."""
 
     project_id: int
     project_slug: str
     workflow_version_id: int
+    hard_share: float = 0.0
+    skilled_accuracy: float = 1.0
+    skilled_min_gold: int = 0
+
+    def skilled(self, accuracy: float | None, n_gold: int) -> bool:
+        """Whether a volunteer with this estimated accuracy, measured on ``n_gold`` gold galaxies, gets
+        a share of the hardest galaxies."""
+        return (self.hard_share > 0 and accuracy is not None and accuracy >= self.skilled_accuracy
+                and n_gold >= self.skilled_min_gold)
+
+
+def hard_slots(*, n: int, share: float, rng: random.Random | None = None) -> int:
+    """How many of ``n`` slots a skilled volunteer gets from the hardest galaxies, each with probability
+    ``share``."""
+    rng = rng or random
+    return sum(rng.random() < share for _ in range(n))
 
 
 _context_cache: dict[str, tuple[float, ServingContext]] = {}
@@ -74,7 +92,10 @@ def _serving_context_load(slug: str) -> ServingContext:
         if not Project.objects.filter(slug=slug).exists():
             raise ApplicationError(f"no project {slug!r}", field="project")
         raise ApplicationError(f"project {slug!r} has no active workflow with a version", field="project")
-    return ServingContext(project_id=row[0], project_slug=slug, workflow_version_id=row[1])
+    matching = ("hard_share", "skilled_accuracy", "skilled_min_gold")
+    values = (LearningSettings.objects.filter(project_id=row[0]).values(*matching).first()
+              or {name: LearningSettings._meta.get_field(name).get_default() for name in matching})
+    return ServingContext(project_id=row[0], project_slug=slug, workflow_version_id=row[1], **values)
 
 
 def _unseen(qs: QuerySet, *, volunteer_id: int, now: datetime | None) -> QuerySet:
@@ -104,6 +125,25 @@ def subjects_next_for_volunteer(
     if exclude:
         qs = qs.exclude(pk__in=list(exclude))
     return _unseen(qs, volunteer_id=volunteer_id, now=now).order_by("-priority", "shuffle")[:limit]
+
+
+def subjects_hard_for_volunteer(
+    *, volunteer_id: int, project_id: int, limit: int, exclude: tuple[int, ...] | list[int] = (),
+    now: datetime | None = None,
+) -> QuerySet[Subject]:
+    """The index path's hard galaxies for a skilled volunteer: the ``limit`` active, non-gold subjects
+    with the highest ``difficulty`` they have not seen, walking ``subject_hard_idx``."""
+    qs = (Subject.objects.filter(project_id=project_id, state=Subject.State.ACTIVE, difficulty__gt=0)
+          .filter(~Exists(GoldStandard.objects.filter(subject_id=OuterRef("pk")))))
+    if exclude:
+        qs = qs.exclude(pk__in=list(exclude))
+    return _unseen(qs, volunteer_id=volunteer_id, now=now).order_by("-difficulty", "shuffle")[:limit]
+
+
+def volunteer_skill_get(*, volunteer_id: int) -> tuple[float | None, int]:
+    """(estimated accuracy or None, gold galaxies behind it) of a volunteer, as the selector uses it."""
+    row = Volunteer.objects.filter(pk=volunteer_id).values_list("accuracy", "n_gold").first()
+    return row or (None, 0)
 
 
 _gold_cache: dict[int, tuple[float, list[int]]] = {}

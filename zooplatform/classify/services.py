@@ -33,10 +33,13 @@ from .selectors import (
     ServingContext,
     gold_next_for_volunteer,
     gold_slots,
+    hard_slots,
+    subjects_hard_for_volunteer,
     subjects_next_for_volunteer,
     subjects_servable,
     submit_lookup,
     volunteer_served_count,
+    volunteer_skill_get,
     workflow_tree_get,
 )
 
@@ -107,8 +110,9 @@ def _volunteer_merge(*, source: Volunteer, target: Volunteer) -> int:
 def subject_queue_refresh(*, project: Project | int) -> int:
     """Rebuild ``project``'s precomputed queue in Redis from the database: its top ``queue.QUEUE_SIZE``
     active subjects by priority (ties by the random ``shuffle`` key) and, apart, its active
-    gold-standard subjects (served only in the gold schedule's slots). Returns the number of subjects queued (0 without Redis, where the selector always walks
-    the index and so sees priority changes at once).
+    gold-standard subjects (served only in the gold schedule's slots) and its ``queue.HARD_SIZE``
+    hardest subjects (by ``difficulty``, for skilled volunteers). Returns the number of subjects queued
+    (0 without Redis, where the selector always walks the index and so sees priority changes at once).
 
     Call it after changing priorities in bulk (``Subject.objects.filter(...).update(priority=...)``)
     and after importing or retiring many subjects. The selector has a queue older than
@@ -123,7 +127,9 @@ def subject_queue_refresh(*, project: Project | int) -> int:
     ranked = list(active.filter(gold__isnull=True).order_by("-priority", "shuffle")
                   .values_list("pk", flat=True)[:queue.QUEUE_SIZE])
     gold = list(active.filter(gold__isnull=False).order_by("shuffle").values_list("pk", flat=True)[:queue.QUEUE_SIZE])
-    queue.queue_store(r, project_id=project_id, ranked_ids=ranked, gold_ids=gold)
+    hard = list(active.filter(gold__isnull=True, difficulty__gt=0).order_by("-difficulty", "shuffle")
+                .values_list("pk", flat=True)[:queue.HARD_SIZE])
+    queue.queue_store(r, project_id=project_id, ranked_ids=ranked, gold_ids=gold, hard_ids=hard)
     return len(ranked)
 
 
@@ -157,7 +163,7 @@ def _queue_rebuild(r, *, project_id: int, inline: bool) -> None:
 def _serve_from_redis(r, *, volunteer_id: int, context: ServingContext, n: int, rng: random.Random,
                       now: datetime) -> tuple[list[Subject], list[int], int]:
     """(subjects picked from the queue, ids to exclude from the index path, subjects seen before)."""
-    age, loaded, n_seen = queue.queue_state(r, project_id=context.project_id, volunteer_id=volunteer_id)
+    age, loaded, n_seen, skill = queue.queue_state(r, project_id=context.project_id, volunteer_id=volunteer_id)
     if age is None or age > queue.QUEUE_MAX_AGE:
         _queue_rebuild(r, project_id=context.project_id, inline=age is None)
     if not loaded:
@@ -170,8 +176,15 @@ def _serve_from_redis(r, *, volunteer_id: int, context: ServingContext, n: int, 
                         classified=classified)
         n_seen = volunteer_served_count(volunteer_id=volunteer_id)
     n_gold = gold_slots(n_seen=n_seen, n=n, rng=rng)
+    n_hard = 0
+    if context.hard_share > 0:
+        if skill is None:
+            skill = volunteer_skill_get(volunteer_id=volunteer_id)
+            queue.skill_store(r, skills={volunteer_id: skill})
+        if context.skilled(*skill):
+            n_hard = hard_slots(n=n - n_gold, share=context.hard_share, rng=rng)
     ids, _ = queue.queue_pick(r, project_id=context.project_id, volunteer_id=volunteer_id, n_gold=n_gold,
-                              n_total=n, gold_start=rng.randrange(1 << 30))
+                              n_hard=n_hard, n_total=n, gold_start=rng.randrange(1 << 30))
     if not ids:
         return [], [], n_seen
     servable = subjects_servable(ids=ids, volunteer_id=volunteer_id)
@@ -193,7 +206,9 @@ def subjects_serve(*, volunteer_id: int, context: ServingContext, n: int, now: d
     ``queue.SERVED_TTL`` (their prefetched subjects); highest priority first with ties in random order;
     gold-standard subjects mixed in by :func:`selectors.gold_rate` (40% of the first 20 subjects a
     volunteer sees, then 30%, 20%, and 10% after 60), and served beyond that only when nothing else is
-    left for the volunteer.
+    left for the volunteer. A skilled volunteer (:meth:`selectors.ServingContext.skilled`) gets each
+    remaining slot with probability ``hard_share`` from the hardest galaxies (highest ``difficulty``)
+    they have not seen, and the rest by priority.
 
     With Redis, one atomic Lua call picks from the project's precomputed queue and marks the picks in
     the volunteer's seen set; the database then confirms them (still active, not classified) in one
@@ -223,9 +238,15 @@ def subjects_serve(*, volunteer_id: int, context: ServingContext, n: int, now: d
         n_gold = gold_slots(n_seen=n_seen + len(chosen), n=missing, rng=rng) if r is None else 0
         gold = gold_next_for_volunteer(volunteer_id=volunteer_id, project_id=context.project_id, limit=n_gold,
                                        exclude=exclude, now=now, start=rng.random()) if n_gold else []
-        normal = list(subjects_next_for_volunteer(volunteer_id=volunteer_id, project_id=context.project_id,
-                                                  limit=missing - len(gold), exclude=exclude + [g.pk for g in gold],
-                                                  now=now))
+        normal = []
+        if r is None and context.hard_share > 0 and context.skilled(*volunteer_skill_get(volunteer_id=volunteer_id)):
+            n_hard = hard_slots(n=missing - len(gold), share=context.hard_share, rng=rng)
+            normal = list(subjects_hard_for_volunteer(volunteer_id=volunteer_id, project_id=context.project_id,
+                                                      limit=n_hard, exclude=exclude + [g.pk for g in gold],
+                                                      now=now)) if n_hard else []
+        normal += subjects_next_for_volunteer(volunteer_id=volunteer_id, project_id=context.project_id,
+                                              limit=missing - len(gold) - len(normal),
+                                              exclude=exclude + [s.pk for s in gold + normal], now=now)
         if len(gold) + len(normal) < missing:  # nothing else left for this volunteer: more gold, not nothing
             gold += gold_next_for_volunteer(volunteer_id=volunteer_id, project_id=context.project_id,
                                             limit=missing - len(gold) - len(normal),

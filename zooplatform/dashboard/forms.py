@@ -92,6 +92,17 @@ class LearningSettingsForm(forms.Form):
     min_training_subjects = forms.IntegerField(min_value=1, max_value=10_000_000, label="Minimum labelled subjects to train")
     acquisition = forms.CharField(max_length=32, label="Acquisition function", help_text="bald, entropy, margin or random")
     mc_samples = forms.IntegerField(min_value=1, max_value=100, label="MC-dropout passes when scoring")
+    hard_after_votes = forms.IntegerField(
+        min_value=1, max_value=10_000, label="Hard after votes",
+        help_text="A galaxy still undecided after this many classifications counts as hard.")
+    hard_share = forms.FloatField(
+        min_value=0.0, max_value=1.0, label="Share of hard galaxies for skilled volunteers",
+        help_text="Of a skilled volunteer's galaxies (gold aside), the share taken from the hardest first; 0 turns "
+                  "matching off.")
+    skilled_accuracy = forms.FloatField(
+        min_value=0.0, max_value=1.0, label="Skilled from accuracy",
+        help_text="Estimated chance of answering the first question right (1/K is guessing).")
+    skilled_min_gold = forms.IntegerField(min_value=0, max_value=100_000, label="… on at least this many gold galaxies")
 
     def __init__(self, *args, tree: DecisionTree, current: LearningSettings, **kwargs):
         kwargs.setdefault("initial", {name: getattr(current, name) for name in self.base_fields})

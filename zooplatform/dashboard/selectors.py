@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 from typing import Iterator
 
 import numpy as np
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from aggregation.tree import DecisionTree
-from zooplatform.classify.models import Classification, ClumpBox
+from zooplatform.classify.models import Classification, ClumpBox, Volunteer
 from zooplatform.core.exceptions import ApplicationError
 from zooplatform.galaxies.models import GoldStandard, Project, Retirement, Subject
 from zooplatform.learning.models import (AggregationState, ClumpCluster, Job, LearningSettings, ModelVersion,
@@ -168,6 +168,18 @@ def learning_overview(*, project: Project, limit: int = 100) -> LearningView:
         active_jobs=list(Job.objects.filter(project=project, status__in=Job.ACTIVE).order_by("-created_at")),
         settings=LearningSettings.objects.filter(project=project).first(),
     )
+
+
+def matching_overview(*, project: Project, settings: LearningSettings) -> dict:
+    """The hard-galaxy matching now: active hard galaxies of the project (``difficulty`` > 0), volunteers
+    who classified in it with a skill estimate, and how many of those are skilled under ``settings``."""
+    rated = (Volunteer.objects.filter(accuracy__isnull=False)
+             .filter(Exists(Classification.objects.filter(volunteer_id=OuterRef("pk"), subject__project=project))))
+    return {
+        "hard": Subject.objects.filter(project=project, state=Subject.State.ACTIVE, difficulty__gt=0).count(),
+        "rated": rated.count(),
+        "skilled": rated.filter(accuracy__gte=settings.skilled_accuracy, n_gold__gte=settings.skilled_min_gold).count(),
+    }
 
 
 def learning_settings_current(*, project: Project) -> LearningSettings:

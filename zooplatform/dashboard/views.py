@@ -150,6 +150,7 @@ def learning(request, project):
         "project": project, "tab": "learning", "l": data, "form": form,
         "versions": [(v, selectors.key_metrics(v)) for v in data.versions],
         "actions": services.LEARNING_ACTIONS, "status": ModelVersion.Status,
+        "matching": selectors.matching_overview(project=project, settings=current),
     }, status=400 if form.errors else 200)
 
 

@@ -53,6 +53,8 @@ class Subject(models.Model):
     ``priority`` is set by the learning loop (acquisition scores, aggregator uncertainty); the
     selector serves active subjects by descending priority, ties broken by ``shuffle``, a random key
     drawn once so that ties break randomly without ``ORDER BY random()`` over the table.
+    ``difficulty`` is set by the aggregator once a galaxy has had enough votes and is still undecided;
+    the selector gives skilled volunteers a share of their galaxies from the hardest first.
     """
 
     class State(models.TextChoices):
@@ -77,6 +79,9 @@ class Subject(models.Model):
     )
     state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
     priority = models.FloatField(default=0.0)
+    difficulty = models.FloatField(
+        default=0.0, db_default=0.0, help_text="How unsettled the aggregator's posterior still is after enough votes (0-1); the "
+                               "hardest galaxies go preferentially to skilled volunteers")
     shuffle = models.FloatField(default=_shuffle_key, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -92,6 +97,9 @@ class Subject(models.Model):
             models.Index(
                 fields=["project", "-priority", "shuffle"], name="subject_queue_idx", condition=Q(state="active")
             ),
+            # Hard galaxies for skilled volunteers (the index path; Redis keeps the top of it).
+            models.Index(fields=["project", "-difficulty", "shuffle"], name="subject_hard_idx",
+                         condition=Q(state="active", difficulty__gt=0)),
             models.Index(fields=["subject_set"], name="subject_set_idx"),
         ]
 

@@ -222,7 +222,10 @@ class LearningSettings(models.Model):
     evidence may retire a galaxy it decides on its own (GZX's machine retirements). Training: the
     classifier preset and architecture, retraining after ``retrain_after_retirements`` new retirements
     (and at least every ``retrain_interval_hours``); scoring with ``mc_samples`` MC-dropout passes and
-    the ``acquisition`` function, whose scores become subject priorities.
+    the ``acquisition`` function, whose scores become subject priorities. Matching: galaxies still
+    undecided after ``hard_after_votes`` classifications are hard; a volunteer whose estimated accuracy
+    reaches ``skilled_accuracy`` on at least ``skilled_min_gold`` gold galaxies gets ``hard_share`` of
+    their galaxies from the hardest first.
     """
 
     project = models.OneToOneField("galaxies.Project", on_delete=models.CASCADE, related_name="learning_settings")
@@ -247,6 +250,14 @@ class LearningSettings(models.Model):
     min_training_subjects = models.PositiveIntegerField(default=40)
     acquisition = models.CharField(max_length=32, default="bald")
     mc_samples = models.PositiveIntegerField(default=5)
+    hard_after_votes = models.PositiveIntegerField(
+        default=5, help_text="A galaxy still undecided after this many classifications counts as hard")
+    hard_share = models.FloatField(
+        default=0.5, help_text="Share of a skilled volunteer's galaxies (gold aside) taken from the hardest "
+                               "first; 0 turns matching off")
+    skilled_accuracy = models.FloatField(
+        default=0.8, help_text="A volunteer is skilled from this estimated accuracy on the first question ...")
+    skilled_min_gold = models.PositiveIntegerField(default=10, help_text="... measured on at least this many gold galaxies")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -255,6 +266,9 @@ class LearningSettings(models.Model):
             models.CheckConstraint(condition=Q(reach_threshold__gt=0) & Q(reach_threshold__lte=1),
                                    name="learning_reach_threshold_range"),
             models.CheckConstraint(condition=Q(mc_samples__gte=1), name="learning_mc_samples_positive"),
+            models.CheckConstraint(condition=Q(hard_share__gte=0) & Q(hard_share__lte=1), name="learning_hard_share_range"),
+            models.CheckConstraint(condition=Q(skilled_accuracy__gte=0) & Q(skilled_accuracy__lte=1),
+                                   name="learning_skilled_accuracy_range"),
         ]
 
     def __str__(self):

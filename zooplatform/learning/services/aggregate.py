@@ -31,7 +31,8 @@ from aggregation import AGGREGATORS, MachineAgent, SubjectState, VolunteerState,
 from aggregation.boxes import BoxAggregator, BoxState, BoxVolunteerState
 from aggregation.questions import TreeAggregator
 from aggregation.tree import DecisionTree
-from zooplatform.classify.models import Classification, ClumpBox
+from zooplatform.classify import queue
+from zooplatform.classify.models import Classification, ClumpBox, Volunteer
 from zooplatform.galaxies.models import GoldStandard, Project, Retirement, Subject
 from zooplatform.galaxies.services import subject_retire
 from zooplatform.learning.models import (AggregationState, ClumpCluster, LearningSettings, MachineSkill, ModelVersion,
@@ -146,6 +147,22 @@ def _write_skills(volunteer_id: int, states: dict[str, VolunteerState], n_votes:
                                        update_fields=["confusion", "n_votes", "n_gold", "updated_at"])
 
 
+def _volunteer_skill_write(skills: dict[int, tuple[float | None, int]]) -> None:
+    """Store volunteers' (accuracy on the first question, gold galaxies behind it) on their rows and, once
+    committed, in the selector's Redis copy."""
+    for volunteer_id, (accuracy, n_gold) in skills.items():
+        Volunteer.objects.filter(pk=volunteer_id).update(accuracy=accuracy, n_gold=n_gold)
+
+    def publish():
+        r = queue.client()
+        if r is not None:
+            try:
+                queue.skill_store(r, skills=skills)
+            except queue.RedisError:  # the copy expires; until then the selector uses the old skill
+                logger.warning("could not publish the skill of %d volunteers to Redis", len(skills), exc_info=True)
+    transaction.on_commit(publish)
+
+
 def classification_aggregate(*, classification_id: int) -> AggregateOutcome:
     """Fold one committed classification into its subject's posteriors, its volunteer's skills and the
     subject's clumps, and retire the subject if it is decided. Idempotent: a classification already
@@ -175,17 +192,25 @@ def classification_aggregate(*, classification_id: int) -> AggregateOutcome:
 
         decided = {q for q, s in states.items() if s.reason}
         _write_posteriors(subject, summary, states, decided)
+        n_gold = {q: (skill_rows[q].n_gold if q in skill_rows else 0) + int(states[q].gold >= 0) for q, _ in pairs}
         _write_skills(c.volunteer_id, {q: skills[q] for q, _ in pairs},
                       n_votes={q: (skill_rows[q].n_votes if q in skill_rows else 0) + 1 for q, _ in pairs},
-                      n_gold={q: (skill_rows[q].n_gold if q in skill_rows else 0) + int(states[q].gold >= 0)
-                              for q, _ in pairs})
+                      n_gold=n_gold)
         box_task = WorkflowVersion.objects.only("box_task").get(pk=c.workflow_version_id).box_task or {}
         if box_task.get("enabled", True):
             subject_clumps_aggregate(subject=subject)
         Classification.objects.filter(pk=c.pk).update(aggregated_at=timezone.now())
 
-        outcome = AggregateOutcome(c.pk, subject.pk, posterior=summary["posterior"])
+        first = tree.first or tree.questions[0].name
         reason = summary["reason"]
+        difficulty = (summary["difficulty"] if not reason and summary["n_votes"].get(first, 0) >= settings.hard_after_votes
+                      else 0.0)
+        if difficulty != subject.difficulty:
+            Subject.objects.filter(pk=subject.pk).update(difficulty=difficulty)
+        if first in n_gold:
+            _volunteer_skill_write({c.volunteer_id: (agg.volunteer_accuracy(first, skills[first]), n_gold[first])})
+
+        outcome = AggregateOutcome(c.pk, subject.pk, posterior=summary["posterior"])
         if reason and gold is None and subject.state == Subject.State.ACTIVE:
             retirement = subject_retire(
                 subject=subject, reason=REASON_MAP[reason],
@@ -476,6 +501,19 @@ def _sweep_write(project_id: int, fitted: TreeAggregator, box_fit, report: Sweep
         VolunteerSkill.objects.bulk_create(skill_rows[start:start + 5000], update_conflicts=True,
                                            unique_fields=["volunteer", "question"],
                                            update_fields=["confusion", "n_votes", "updated_at"])
+
+    settings = learning_settings_get(project_id=project_id)
+    first = tree.first or qnames[0]
+    accuracy = {vid: fitted.volunteer_accuracy(first, vs) for vid, vs in states[first].volunteers.items()}
+    Volunteer.objects.bulk_update([Volunteer(pk=vid, accuracy=acc) for vid, acc in accuracy.items()], ["accuracy"],
+                                  batch_size=2000)
+    if accuracy:
+        transaction.on_commit(lambda: queue.skill_forget(volunteer_ids=list(accuracy)))
+    difficulty = fitted.difficulty(fitted.posterior_, fitted.reach_)
+    difficulty[(fitted.n_votes_[first] < settings.hard_after_votes) | (fitted.reason_ != "")] = 0.0
+    Subject.objects.filter(project_id=project_id, difficulty__gt=0).update(difficulty=0.0)
+    Subject.objects.bulk_update([Subject(pk=sid, difficulty=float(d)) for sid, d in zip(ids.tolist(), difficulty)
+                                 if d > 0], ["difficulty"], batch_size=2000)
 
     if box_fit is not None:
         bstate = box_fit.state_
