@@ -17,7 +17,8 @@ Keys (all under ``zoo:classify:``):
                      database (a missing set is rebuilt from ``ServedSubject`` and ``Classification``).
 - ``skill:{volunteer}`` "accuracy n_gold" of the volunteer (``Volunteer.accuracy``, ``Volunteer.n_gold``;
                      accuracy ``-1`` while unknown), read in the same round trip as the queue's state; the
-                     aggregator rewrites it when it learns more, and a missing one is read from the database.
+                     aggregator rewrites it when it learns more, and a missing one (after ``SKILL_TTL``, or
+                     dropped by a sweep) is read from the database.
 - ``aggregate:pending`` list of committed classification ids waiting for the aggregator. A submission
                      appends its id; the one that finds the list empty sends the drain task
                      (``learning.aggregation_drain``), which aggregates until the list is empty. A lost id
@@ -47,6 +48,7 @@ CLASSIFIED = 9.0e15  # the score of a classified subject: larger than any timest
 PENDING_KEY = f"{PREFIX}aggregate:pending"
 MAX_SCAN = 5_000  # the most queue members one pick looks at (a volunteer who has seen more falls back to the index)
 HARD_SIZE = 2_000  # the hardest subjects kept for skilled volunteers
+SKILL_TTL = 3600  # a volunteer's skill copy is read again from the database at least this often
 
 
 @lru_cache(maxsize=1)
@@ -178,7 +180,7 @@ def skill_store(r, *, skills: dict[int, tuple[float | None, int]]) -> None:
     """Record volunteers' (accuracy or None, n_gold) for the selector, as the database has them."""
     pipe = r.pipeline(transaction=False)
     for volunteer_id, (accuracy, n_gold) in skills.items():
-        pipe.set(skill_key(volunteer_id), f"{-1.0 if accuracy is None else float(accuracy)!r} {int(n_gold)}", ex=SEEN_KEY_TTL)
+        pipe.set(skill_key(volunteer_id), f"{-1.0 if accuracy is None else float(accuracy)!r} {int(n_gold)}", ex=SKILL_TTL)
     pipe.execute()
 
 
