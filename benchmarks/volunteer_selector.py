@@ -107,6 +107,8 @@ def run(args) -> dict:
             cursor.execute("UPDATE galaxies_subject SET difficulty = random() WHERE state = 'active' AND mod(id, 20) = 0 "
                            "AND id NOT IN (SELECT subject_id FROM galaxies_goldstandard)")
             cursor.execute("UPDATE classify_volunteer SET accuracy = 0.9, n_gold = 20 WHERE mod(id, 10) = 0")
+            cursor.execute("SELECT id FROM galaxies_subject WHERE difficulty > 0")
+            hard_ids = {row[0] for row in cursor.fetchall()}
         skilled = list(range(10, args.volunteers + 1, 10))
         print(f"  difficulty and skill set in {time.perf_counter() - t0:.1f} s", flush=True)
         context = ServingContext(project_id=project.pk, project_slug=project.slug, workflow_version_id=version_id,
@@ -124,7 +126,7 @@ def run(args) -> dict:
         for path in ("redis", "index"):
             queue.client = real_client if path == "redis" else (lambda: None)
             for group, pool in (("typical", None), ("heavy", heavy), ("skilled", skilled)):
-                cold, warm = [], []
+                cold, warm, served_hard, served = [], [], 0, 0
                 calls = args.calls if group == "typical" else min(args.calls // 3, len(pool))
                 volunteers = pyrng.sample(pool, calls) if pool else pyrng.sample(range(1, args.volunteers + 1), calls)
                 for vid in volunteers:
@@ -133,12 +135,16 @@ def run(args) -> dict:
                         got = subjects_serve(volunteer_id=vid, context=context, n=5, rng=pyrng)
                         series.append((time.perf_counter() - t) * 1000)
                         assert len(got) == 5
+                        served_hard += sum(g.pk in hard_ids for g in got)
+                        served += len(got)
                 results[f"{path}/{group}/cold"] = percentiles(cold)
                 results[f"{path}/{group}/warm"] = percentiles(warm)
+                results[f"{path}/{group}/cold"]["hard_served"] = results[f"{path}/{group}/warm"]["hard_served"] = \
+                    served_hard / served
                 print(f"  {path:5} {group:7} cold p50 {results[f'{path}/{group}/cold']['p50']:.2f} ms "
                       f"p99 {results[f'{path}/{group}/cold']['p99']:.2f} ms | warm p50 "
-                      f"{results[f'{path}/{group}/warm']['p50']:.2f} ms p99 {results[f'{path}/{group}/warm']['p99']:.2f} ms",
-                      flush=True)
+                      f"{results[f'{path}/{group}/warm']['p50']:.2f} ms p99 {results[f'{path}/{group}/warm']['p99']:.2f} ms"
+                      f" | hard galaxies {100 * served_hard / served:.0f} % of those served", flush=True)
         queue.client = real_client
 
         # The index walk alone, for the heaviest volunteer: its plan and timing.
@@ -177,10 +183,12 @@ def main():
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "volunteer_selector.json"
     out.write_text(json.dumps(report, indent=2, default=float))
-    print("\n| path | volunteers | call | p50 ms | p95 ms | p99 ms | max ms |\n|---|---|---|---|---|---|---|")
+    print("\n| path | volunteers | call | p50 ms | p95 ms | p99 ms | max ms | hard galaxies served |"
+          "\n|---|---|---|---|---|---|---|---|")
     for key, r in report["results_ms"].items():
         path, group, call = key.split("/")
-        print(f"| {path} | {group} | {call} | {r['p50']:.2f} | {r['p95']:.2f} | {r['p99']:.2f} | {r['max']:.2f} |")
+        print(f"| {path} | {group} | {call} | {r['p50']:.2f} | {r['p95']:.2f} | {r['p99']:.2f} | {r['max']:.2f} | "
+              f"{100 * r['hard_served']:.0f} % |")
     print(f"\nwritten to {out}")
 
 
