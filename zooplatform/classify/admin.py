@@ -5,9 +5,10 @@ from .models import Classification, ClumpBox, ServedSubject, Volunteer
 
 @admin.register(Volunteer)
 class VolunteerAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "user", "created_at", "last_active_at")
+    list_display = ("__str__", "user", "created_at", "last_active_at", "accuracy", "n_gold")
     search_fields = ("user__username",)
     raw_id_fields = ("user",)
+    readonly_fields = ("accuracy", "n_gold")  # the aggregator's estimate, rewritten after every vote
 
 
 class ClumpBoxInline(admin.TabularInline):

@@ -17,10 +17,10 @@ class SubjectSetAdmin(admin.ModelAdmin):
 
 @admin.register(Subject)
 class SubjectAdmin(admin.ModelAdmin):
-    list_display = ("external_id", "project", "subject_set", "survey", "state", "priority", "width", "height")
+    list_display = ("external_id", "project", "subject_set", "survey", "state", "priority", "difficulty", "width", "height")
     list_filter = ("project", "state", "survey", "subject_set")
     search_fields = ("external_id",)
-    readonly_fields = ("width", "height", "shuffle", "created_at")
+    readonly_fields = ("width", "height", "shuffle", "difficulty", "created_at")
     list_select_related = ("project", "subject_set")
 
 
