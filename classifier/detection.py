@@ -275,7 +275,10 @@ class DetectionData:
 
 
 def _to_tensor(img: np.ndarray, device) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(img))
+    img = np.ascontiguousarray(img)
+    if not img.flags.writeable:  # e.g. a read-only memory map: torch refuses to wrap it without a copy
+        img = img.copy()
+    x = torch.from_numpy(img)
     if x.ndim == 2:
         x = x[..., None].expand(-1, -1, 3)
     return x.to(device, non_blocking=True).permute(2, 0, 1).float().div_(255.0)
