@@ -142,6 +142,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # psycopg prepares a server-binding statement on its first use on a connection. Only the hot paths'
+    # statements bind on the server (zooplatform.core.db.prepared_cursor); Django's own cursors bind on the
+    # client and are never prepared. Turn it off behind a pooler in transaction mode that cannot keep
+    # prepared statements (PgBouncer before 1.21).
+    if env_bool("DB_PREPARED_STATEMENTS", True):
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # ---------------------------------------------------------------------------------------------- cache

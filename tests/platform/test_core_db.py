@@ -1,14 +1,17 @@
-"""``zooplatform.core.db.insert``: the plain-SQL insert of the hot paths writes what the ORM would."""
+"""``zooplatform.core.db``: the plain-SQL statements of the hot paths write and read what the ORM would; on
+PostgreSQL they are prepared once per connection."""
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from zooplatform.classify.models import Classification, ClumpBox, ServedSubject
 from zooplatform.core import db
+from zooplatform.galaxies.models import Subject
 
 from .factories import ClassificationFactory, SubjectFactory, VolunteerFactory
 
@@ -98,3 +101,41 @@ def test_a_row_that_may_be_lost_still_gets_its_pk():
                         workflow_version_id=c.workflow_version_id, served_at=timezone.now())
     db.insert([row], returning_pk=True, durable=False)  # the SET's empty result comes before the id
     assert ServedSubject.objects.get(pk=row.pk).subject_id == row.subject_id
+
+
+# ------------------------------------------------------------------------------ prepared statements (PostgreSQL)
+needs_postgres = pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL's prepared statements")
+
+
+@needs_postgres
+def test_hot_statements_are_prepared_once_per_connection():
+    c = ClassificationFactory()
+    for key in ("k-prepared-1", "k-prepared-2"):
+        parent = Classification(volunteer_id=c.volunteer_id, subject_id=SubjectFactory().pk,
+                                workflow_version_id=c.workflow_version_id, key=key, answers=ANSWERS)
+        db.insert_with_children(parent, [ClumpBox(x=1, y=1, width=2, height=2)], fk="classification")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE statement LIKE %s",
+                       ["WITH p AS (INSERT INTO%"])
+        assert len(cursor.fetchall()) == 1  # the second insert reused the first one's statement
+    assert Classification.objects.get(key="k-prepared-2").boxes.get().as_dict() == {"x": 1, "y": 1, "width": 2, "height": 2}
+
+
+@needs_postgres
+def test_prepared_statements_are_logged_with_their_parameters():
+    with CaptureQueriesContext(connection) as captured, db.prepared_cursor() as cursor:
+        cursor.execute("SELECT %s::int8 + %s", [2, 40])
+        assert cursor.fetchone() == (42,)
+    assert captured[0]["sql"] == "SELECT 2::int8 + 40"
+
+
+def test_models_from_rows_builds_what_the_orm_reads():
+    subject = SubjectFactory(metadata={"band": "r"})
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in Subject._meta.concrete_fields)
+    with db.prepared_cursor() as cursor:
+        cursor.execute(f"SELECT {columns} FROM {Subject._meta.db_table} WHERE id = %s", [subject.pk])
+        (ours,) = db.models_from_rows(Subject, cursor.fetchall())
+    reference = Subject.objects.get(pk=subject.pk)
+    for field in Subject._meta.concrete_fields:
+        assert getattr(ours, field.attname) == getattr(reference, field.attname), field.name
+    assert not ours._state.adding and ours.image.url == reference.image.url

@@ -12,6 +12,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from aggregation.tree import DecisionTree
+from zooplatform.core import db
 from zooplatform.core.exceptions import ApplicationError
 from zooplatform.galaxies.models import GoldStandard, Project, Subject
 from zooplatform.galaxies.services import DEFAULT_PROJECT_SLUG
@@ -204,8 +205,9 @@ def subjects_servable(*, ids: list[int], volunteer_id: int) -> dict[int, Subject
     active and not classified by the volunteer. The database, not Redis, has the last word."""
     if not ids:
         return {}
-    rows = Subject.objects.raw(_servable_sql(connection.vendor, len(ids)), [*ids, Subject.State.ACTIVE, volunteer_id])
-    return {s.pk: s for s in rows}
+    with db.prepared_cursor() as cursor:
+        cursor.execute(_servable_sql(connection.vendor, len(ids)), [*ids, Subject.State.ACTIVE.value, volunteer_id])
+        return {s.pk: s for s in db.models_from_rows(Subject, cursor.fetchall())}
 
 
 @lru_cache(maxsize=64)
@@ -273,7 +275,7 @@ def submit_lookup(*, volunteer_id: int, subject_id: int, key: str) -> tuple | No
     volunteer (``existing_*``: the classification already stored under ``key``, or None), or None if it
     was never served. Plain SQL: building this join with the ORM cost a fifth of the web server's CPU
     per submission under load (benchmarks/volunteer_load.py)."""
-    with connection.cursor() as cursor:
+    with db.prepared_cursor() as cursor:
         cursor.execute(_submit_lookup_sql(connection.vendor), [key, volunteer_id, subject_id])
         row = cursor.fetchone()
     if row is None:
