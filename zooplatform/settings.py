@@ -142,6 +142,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend whose per-request health check asks the socket before it asks the server.
+        DATABASES["default"]["ENGINE"] = "zooplatform.core.postgresql"
     # psycopg prepares a server-binding statement on its first use on a connection. Only the hot paths'
     # statements bind on the server (zooplatform.core.db.prepared_cursor); Django's own cursors bind on the
     # client and are never prepared. Turn it off behind a pooler in transaction mode that cannot keep

@@ -1,9 +1,11 @@
 """``zooplatform.core.db``: the plain-SQL statements of the hot paths write and read what the ORM would; on
-PostgreSQL they are prepared once per connection."""
+PostgreSQL they are prepared once per connection, and the per-request health check asks the socket first."""
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
@@ -139,3 +141,32 @@ def test_models_from_rows_builds_what_the_orm_reads():
     for field in Subject._meta.concrete_fields:
         assert getattr(ours, field.attname) == getattr(reference, field.attname), field.name
     assert not ours._state.adding and ours.image.url == reference.image.url
+
+
+# ------------------------------------------------------------------------------ the health check (PostgreSQL)
+@needs_postgres
+@pytest.mark.django_db(transaction=True)  # autocommit, as in production: an idle connection between requests
+def test_health_check_of_a_quiet_connection_asks_the_socket_not_the_server(monkeypatch):
+    connection.ensure_connection()
+    monkeypatch.setattr(connection, "is_usable", lambda: pytest.fail("sent SELECT 1"))
+    connection.health_check_done = False
+    connection.close_if_health_check_failed()
+    assert connection.health_check_done and connection.connection is not None
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_health_check_replaces_a_connection_the_server_closed():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    with psycopg.connect(**connection.get_connection_params()) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    for _ in range(100):  # the termination notice reaches the socket
+        if not connection._idle_and_quiet():
+            break
+        time.sleep(0.01)
+    connection.health_check_done = False  # a new request
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] != pid
