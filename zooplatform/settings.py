@@ -290,6 +290,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "EXCEPTION_HANDLER": "zooplatform.core.exceptions.api_exception_handler",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "zooplatform.core.api.JsonFirstNegotiation",
     # Volunteer API throttles (zooplatform.classify.throttles): per volunteer (user or anonymous session)
     # and per client address; a classroom behind one address needs the higher IP rate.
     "DEFAULT_THROTTLE_RATES": {

@@ -12,6 +12,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from zooplatform.core.api import SharedFieldsSerializer
 from zooplatform.workflows.models import WorkflowVersion
 
 from .identity import request_volunteer_id
@@ -52,7 +53,7 @@ class SubjectOutputSerializer(serializers.Serializer):
 
 
 class SubjectsNextApi(VolunteerApi):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(SharedFieldsSerializer):
         n = serializers.IntegerField(min_value=1, max_value=MAX_SERVE, default=1)
         project = serializers.SlugField(required=False)
 
@@ -183,7 +184,7 @@ class ClassificationOutputSerializer(serializers.Serializer):
 
 
 class ClassificationsApi(VolunteerApi):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(SharedFieldsSerializer):
         subject = serializers.IntegerField(min_value=1)
         workflow_version = serializers.IntegerField(min_value=1)
         key = serializers.CharField(max_length=64)
