@@ -37,6 +37,8 @@ from functools import lru_cache
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from zooplatform.core.redis_direct import direct
+
 logger = logging.getLogger(__name__)
 
 PREFIX = "zoo:classify:"
@@ -160,11 +162,8 @@ def queue_state(r, *, project_id: int, volunteer_id: int) -> tuple[float | None,
     not got it), in one round trip.
 
     A built project may have no queue key at all (nothing active): the pick then reports it exhausted."""
-    pipe = r.pipeline(transaction=False)
-    pipe.get(fresh_key(project_id))
-    pipe.zcard(seen_key(volunteer_id))
-    pipe.get(skill_key(volunteer_id))
-    built, n_seen, skill = pipe.execute()
+    built, n_seen, skill = direct(r).execute(("GET", fresh_key(project_id)), ("ZCARD", seen_key(volunteer_id)),
+                                             ("GET", skill_key(volunteer_id)))
     age = None if built is None else max(0.0, time.time() - float(built))
     return age, n_seen > 0, max(0, n_seen - 1), _skill_decode(skill)
 
@@ -201,10 +200,10 @@ def queue_pick(r, *, project_id: int, volunteer_id: int, n_gold: int, n_total: i
     """Pick and mark as served up to ``n_total`` subject ids: ``n_gold`` gold, then ``n_hard`` from the
     hardest subjects, then the queue. Returns (ids in order, queue exhausted)."""
     now = time.time()
-    result = _pick_script(r)(
+    result = direct(r).evalsha(
+        _pick_script(r),
         keys=[queue_key(project_id), gold_key(project_id), seen_key(volunteer_id), hard_key(project_id)],
         args=[n_gold, n_total, now, now - SERVED_TTL, gold_start, MAX_SCAN, SEEN_KEY_TTL, n_hard, *map(str, exclude)],
-        client=r,
     )
     *ids, exhausted = result
     return [int(i) for i in ids], exhausted == b"1" or len(ids) < n_total
@@ -267,10 +266,8 @@ def submitted(r, *, volunteer_id: int, subject_id: int, classification_id: int) 
     seen set (XX: a missing set stays missing and is rebuilt from the database) and append the
     classification to the aggregation list. Returns the list's length (1: it was empty, so no drain is
     on its way)."""
-    pipe = r.pipeline(transaction=False)
-    pipe.zadd(seen_key(volunteer_id), {subject_id: CLASSIFIED}, xx=True)
-    pipe.rpush(PENDING_KEY, classification_id)
-    return pipe.execute()[1]
+    return direct(r).execute(("ZADD", seen_key(volunteer_id), "XX", CLASSIFIED, subject_id),
+                             ("RPUSH", PENDING_KEY, classification_id))[1]
 
 
 def pending_push(r, classification_ids: list[int]) -> int:

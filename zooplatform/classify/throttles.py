@@ -14,6 +14,8 @@ from django.core.cache import cache
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
+from zooplatform.core.redis_direct import direct
+
 from .identity import SESSION_USER, SESSION_VOLUNTEER
 
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -32,11 +34,7 @@ def _count(keys: list[str], ttl: int) -> list[int]:
 
     r = queue.client()
     if r is not None:
-        pipe = r.pipeline(transaction=False)
-        for key in keys:
-            pipe.incr(key)
-            pipe.expire(key, ttl)
-        return pipe.execute()[::2]
+        return direct(r).execute(*[c for key in keys for c in (("INCR", key), ("EXPIRE", key, ttl))])[::2]
     counts = []
     for key in keys:
         if cache.add(key, 1, ttl):

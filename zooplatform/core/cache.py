@@ -3,11 +3,14 @@
 Django's ``RedisCacheClient.get_client`` builds a new ``redis.Redis`` on every cache operation; building
 one (its response-callback table) cost more than the round trip itself, and the session store reads
 the cache on every request. A ``redis.Redis`` over a pool is safe to share between threads, and its
-pool reconnects by itself in a forked worker, so one per pool is enough.
+pool reconnects by itself in a forked worker, so one per pool is enough. ``get``, the session store's
+read on every request, goes over the thread's direct connection (:mod:`zooplatform.core.redis_direct`).
 """
 from __future__ import annotations
 
 from django.core.cache.backends import redis as django_redis
+
+from .redis_direct import direct
 
 
 class RedisCacheClient(django_redis.RedisCacheClient):
@@ -23,6 +26,10 @@ class RedisCacheClient(django_redis.RedisCacheClient):
                 self._pools[index] = self._pool_class.from_url(self._servers[index], **self._pool_options)
             client = self._clients[index] = self._client(connection_pool=self._pools[index])
         return client
+
+    def get(self, key, default):
+        value = direct(self.get_client(key)).execute(("GET", key))[0]
+        return default if value is None else self._serializer.loads(value)
 
 
 class RedisCache(django_redis.RedisCache):
