@@ -282,10 +282,11 @@ LOGGING = {
 # ---------------------------------------------------------------------------------------------- API
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    # Token first: a script's token wins over a stray session cookie. The session class is DRF's, with
-    # CSRF checked for anonymous volunteers too (their session cookie identifies them).
+    # Token first: a script's token wins over a stray session cookie. Both classes are DRF's: the session
+    # one checks CSRF for anonymous volunteers too (their session cookie identifies them), the token one
+    # answers at once for requests with no Authorization header.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "zooplatform.classify.authentication.TokenAuthentication",
         "zooplatform.classify.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],

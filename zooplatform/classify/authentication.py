@@ -1,4 +1,4 @@
-"""Session authentication that also protects anonymous volunteers against CSRF.
+"""Session authentication that also protects anonymous volunteers against CSRF, and token authentication.
 
 DRF checks the CSRF token only for logged-in users. An anonymous volunteer is identified by their
 session cookie just as firmly, so a cross-site form could submit classifications in their name: here
@@ -16,6 +16,16 @@ class SessionAuthentication(authentication.SessionAuthentication):
         if result is None and request._request.COOKIES.get(settings.SESSION_COOKIE_NAME):
             self.enforce_csrf(request)
         return result
+
+
+class TokenAuthentication(authentication.TokenAuthentication):
+    """DRF's token authentication, answering at once for a request with no ``Authorization`` header (every
+    browser request), where DRF would first build the whole header mapping to look for one."""
+
+    def authenticate(self, request):
+        if not request._request.META.get("HTTP_AUTHORIZATION"):
+            return None
+        return super().authenticate(request)
 
 
 class SessionScheme(drf_spectacular_authentication.SessionScheme):

@@ -262,7 +262,7 @@ def _submit_lookup_sql(vendor: str) -> str:
     """The SQL of :func:`submit_lookup`, built once per database vendor (whose quoting it uses)."""
     c, sv = Classification._meta.db_table, ServedSubject._meta.db_table
     s, g, wv = Subject._meta.db_table, GoldStandard._meta.db_table, WorkflowVersion._meta.db_table
-    return (f"SELECT k.id, k.subject_id, sv.workflow_version_id, wv.created_at, s.width, s.height, g.answers, "
+    return (f"SELECT k.id, k.subject_id, sv.workflow_version_id, CAST(wv.created_at AS TEXT), s.width, s.height, g.answers, "
             f"g.feedback FROM {sv} sv JOIN {wv} wv ON wv.id = sv.workflow_version_id JOIN {s} s ON s.id = sv.subject_id "
             f"LEFT JOIN {g} g ON g.subject_id = sv.subject_id "
             f"LEFT JOIN {c} k ON k.volunteer_id = sv.volunteer_id AND k.{connection.ops.quote_name('key')} = %s "
@@ -273,28 +273,28 @@ def submit_lookup(*, volunteer_id: int, subject_id: int, key: str) -> tuple | No
     """What a submission needs, in one query: ``(existing_id, existing_subject, served_version,
     version_created_at, width, height, gold_answers, gold_feedback)`` for a subject served to the
     volunteer (``existing_*``: the classification already stored under ``key``, or None), or None if it
-    was never served. Plain SQL: building this join with the ORM cost a fifth of the web server's CPU
-    per submission under load (benchmarks/volunteer_load.py)."""
+    was never served. ``version_created_at`` is the database's text of it: it is only a cache key
+    (:func:`workflow_tree_get`), so it is not parsed. Plain SQL: building this join with the ORM cost a
+    fifth of the web server's CPU per submission under load (benchmarks/volunteer_load.py)."""
     with db.prepared_cursor() as cursor:
         cursor.execute(_submit_lookup_sql(connection.vendor), [key, volunteer_id, subject_id])
         row = cursor.fetchone()
     if row is None:
         return None
     existing_id, existing_subject, version_id, created_at, width, height, answers, feedback = row
-    created_at = WorkflowVersion._meta.get_field("created_at").to_python(created_at)
     if answers is not None:
         answers = GoldStandard._meta.get_field("answers").from_db_value(answers, None, connection)
     return existing_id, existing_subject, version_id, created_at, width, height, answers, feedback
 
 
 @lru_cache(maxsize=256)
-def _tree(pk: int, created_at: datetime) -> tuple[DecisionTree, dict]:
+def _tree(pk: int, created_at: str) -> tuple[DecisionTree, dict]:
     version = WorkflowVersion.objects.only("tree", "box_task").get(pk=pk)
     return version.decision_tree, dict(version.box_task or {})
 
 
-def workflow_tree_get(*, pk: int, created_at: datetime) -> tuple[DecisionTree, dict]:
+def workflow_tree_get(*, pk: int, created_at: str) -> tuple[DecisionTree, dict]:
     """The parsed tree and box task of a workflow version. Versions are immutable, so they are cached
-    per process; the key includes ``created_at`` so a reused primary key (SQLite test databases) can
-    never return another version's tree."""
+    per process; the key includes ``created_at`` (as the database's text) so a reused primary key (SQLite
+    test databases) can never return another version's tree."""
     return _tree(pk, created_at)

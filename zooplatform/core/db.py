@@ -15,7 +15,7 @@ from contextlib import nullcontext
 from functools import lru_cache
 from typing import Sequence
 
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models.fields import AutoFieldMixin
 
@@ -31,18 +31,19 @@ def prepared_cursor():
     statements), Django's own cursor. Either way queries are logged, errors are Django's and the
     connection's health check runs as for ``connection.cursor()``. One statement per call: the server
     cannot run several in one ``execute``."""
-    if connection.vendor != "postgresql" or connection.settings_dict["OPTIONS"].get("prepare_threshold") is None:
-        return connection.cursor()
+    conn = connections[DEFAULT_DB_ALIAS]  # this thread's wrapper, looked up once rather than per attribute
+    if conn.vendor != "postgresql" or conn.settings_dict["OPTIONS"].get("prepare_threshold") is None:
+        return conn.cursor()
     from django.db.backends.postgresql.base import ServerBindingCursor
     from psycopg.types.numeric import Int8Dumper
 
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
-    with connection.wrap_database_errors:
-        cursor = ServerBindingCursor(connection.connection)
+    conn.close_if_health_check_failed()
+    conn.ensure_connection()
+    conn.validate_thread_sharing()
+    with conn.wrap_database_errors:
+        cursor = ServerBindingCursor(conn.connection)
     cursor.adapters.register_dumper(int, Int8Dumper)
-    return _PreparedDebugWrapper(cursor, connection) if connection.queries_logged else connection.make_cursor(cursor)
+    return _PreparedDebugWrapper(cursor, conn) if conn.queries_logged else conn.make_cursor(cursor)
 
 
 class _PreparedDebugWrapper(CursorDebugWrapper):
@@ -121,7 +122,7 @@ def _execute_insert(objs: Sequence[models.Model], *, returning_pk: bool, conflic
     with (connection.cursor() if prefix else prepared_cursor()) as cursor:
         cursor.execute(sql, _values(objs, _fields(model)))
         if returning_pk:
-            if cursor.description is None:  # a prefix statement's result comes first
+            if prefix and cursor.description is None:  # the prefix statement's result comes first
                 cursor.nextset()
             for obj, (pk,) in zip(objs, cursor.fetchall()):
                 _saved(obj, pk)
