@@ -19,7 +19,8 @@ what one volunteer waits at that load. The load generator is a small asyncio HTT
 Reports sustained classifications per second, p50/p95/p99 latency of both endpoints over the measured window
 (after the warm-up), errors, the machine load before and after, and checks that the database holds exactly
 one classification (with its boxes) per accepted submission and nothing else. Both throttles stay on (with
-rates raised above what this one loopback address sends).
+rates raised above what this one loopback address sends). The tables the run writes are analysed when the
+warm-up ends, as autovacuum would on a running platform (see ``WRITTEN_TABLES``).
 """
 from __future__ import annotations
 
@@ -208,14 +209,45 @@ async def volunteer(i: int, stats: Stats, deadline: float, retry_rate: float, pa
         conn.close()
 
 
+# The tables a run writes. A fresh database's first plans for them (the foreign-key checks, the prepared
+# statements) are made while they are empty: sequential scans, which then read every row written so far,
+# for every classification. A running platform has statistics for them (autovacuum analyses them as they
+# grow), so the run analyses them when the warm-up ends, as autovacuum would; PostgreSQL then replans.
+WRITTEN_TABLES = ("classify_classification", "classify_clumpbox", "classify_servedsubject", "classify_volunteer")
+
+
+def analyze_written(dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("ANALYZE " + ", ".join(WRITTEN_TABLES))
+
+
+def table_scans(dsn: str) -> dict:
+    """Sequential scans and rows they read, per written table, so far."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute("SELECT relname, seq_scan, seq_tup_read FROM pg_stat_user_tables WHERE relname = ANY(%s)",
+                            [list(WRITTEN_TABLES)]).fetchall()
+    return {name: (scans, read) for name, scans, read in rows}
+
+
 async def drive(volunteers: int, warmup: float, seconds: float, retry_rate: float,
-                rate: float | None) -> tuple[Stats, float]:
+                rate: float | None, dsn: str) -> tuple[Stats, float, dict]:
     start = time.perf_counter()
     stats = Stats(start + warmup, start + warmup + seconds)
     deadline = start + warmup + seconds
     pace = rate / volunteers if rate else None
-    await asyncio.gather(*(volunteer(i, stats, deadline, retry_rate, pace) for i in range(volunteers)))
-    return stats, time.perf_counter() - start
+    scans: dict = {}
+
+    async def end_of_warmup():
+        await asyncio.sleep(warmup)
+        await asyncio.to_thread(analyze_written, dsn)
+        scans.update(await asyncio.to_thread(table_scans, dsn))
+
+    await asyncio.gather(end_of_warmup(), *(volunteer(i, stats, deadline, retry_rate, pace) for i in range(volunteers)))
+    return stats, time.perf_counter() - start, scans
 
 
 def wait_healthy(timeout: float = 60.0):
@@ -291,7 +323,8 @@ def run(args) -> dict:
             services = pids_of(user="postgres") + pids_of(name="redis-server")
             cpu0 = (cpu_seconds(gunicorn), cpu_seconds(services), time.process_time(), machine_cpu())
             t0 = time.perf_counter()
-            stats, wall = asyncio.run(drive(args.volunteers, args.warmup, args.seconds, args.retry_rate, args.rate))
+            stats, wall, scans_at_start = asyncio.run(drive(args.volunteers, args.warmup, args.seconds, args.retry_rate,
+                                                            args.rate, env["DATABASE_URL"]))
             elapsed = time.perf_counter() - t0
             server_cpu = cpu_seconds(gunicorn) - cpu0[0]
             # Backends started during the run (none: gunicorn keeps its connections) count in full.
@@ -307,6 +340,10 @@ def run(args) -> dict:
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
         report["load_after"] = machine_load()
+        scans_at_end = table_scans(env["DATABASE_URL"])
+        report["seq_scans_measured"] = {
+            name: {"scans": scans - scans_at_start.get(name, (0, 0))[0], "rows": read - scans_at_start.get(name, (0, 0))[1]}
+            for name, (scans, read) in scans_at_end.items()}
 
         in_db = dict(Classification.objects.values_list("id", "subject_id"))
         boxes_in_db = ClumpBox.objects.count()
@@ -369,6 +406,8 @@ def main():
           f"{report['classifications_in_db']} (exactly one each: {report['exactly_one_per_accepted']}) |")
     print(f"| boxes sent / in the database | {report['boxes_sent']} / {report['boxes_in_db']} |")
     print(f"| volunteers stopped by a client-side error | {report['client_errors']} |")
+    scans = ", ".join(f"{name} {v['scans']} ({v['rows']} rows)" for name, v in sorted(report["seq_scans_measured"].items()))
+    print(f"| sequential scans of the written tables after the warm-up (rows read) | {scans} |")
     print(f"\nwritten to {out}")
     ok = report["exactly_one_per_accepted"] and report["boxes_sent"] == report["boxes_in_db"] and not report["replays_bad"]
     sys.exit(0 if ok else 1)
