@@ -56,11 +56,13 @@ class _PreparedDebugWrapper(CursorDebugWrapper):
 
 
 @lru_cache(maxsize=64)
-def _converters(model: type[models.Model], vendor: str) -> tuple:
+def _converters(model: type[models.Model], conn) -> tuple:
+    """(column index, column, converters) for each of ``model``'s concrete columns the ORM converts when
+    reading, on the connection wrapper ``conn`` (whose operations some converters use)."""
     out = []
     for i, field in enumerate(model._meta.concrete_fields):
         col = field.get_col(model._meta.db_table)
-        found = connection.ops.get_db_converters(col) + field.get_db_converters(connection)
+        found = conn.ops.get_db_converters(col) + field.get_db_converters(conn)
         if found:
             out.append((i, col, tuple(found)))
     return tuple(out)
@@ -69,15 +71,16 @@ def _converters(model: type[models.Model], vendor: str) -> tuple:
 def models_from_rows(model: type[models.Model], rows) -> list[models.Model]:
     """Instances of ``model`` from rows that hold its concrete columns in ``_meta`` order, each value
     converted as the ORM converts it (JSON, SQLite's dates), as ``Model.objects.raw`` would build them."""
+    conn = connections[DEFAULT_DB_ALIAS]
     names = [f.attname for f in model._meta.concrete_fields]
-    converters = _converters(model, connection.vendor)
+    converters = _converters(model, conn)
     out = []
     for row in rows:
         values = list(row)
         for i, col, funcs in converters:
             for func in funcs:
-                values[i] = func(values[i], col, connection)
-        out.append(model.from_db(connection.alias, names, values))
+                values[i] = func(values[i], col, conn)
+        out.append(model.from_db(conn.alias, names, values))
     return out
 
 
