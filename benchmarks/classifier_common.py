@@ -82,6 +82,37 @@ def synthetic_data(n: int, *, seed: int = 0, size: int = 64, start: int = 0, n_v
     return data, [dict(g.answers) for g in gals], gals
 
 
+def gz2_kind_mix(min_votes: int = 10) -> dict[str, float]:
+    """The share of each synthetic kind in a real magnitude-limited survey: Galaxy Zoo 2's Stripe 82
+    co-added sample (Willett et al. 2013, table 5; 19,761 galaxies), each galaxy given the kind its
+    volunteers' majority votes describe.
+
+    First question (smooth / features or disk / star or artifact) by majority; features-or-disk galaxies
+    are ``edge_on`` when most said edge-on, else ``spiral`` or ``disk`` by the spiral question; a galaxy
+    whose majority found something odd is a ``merger`` or ``clumpy`` (GZ2's "irregular") when that is its
+    most-voted odd feature. Galaxies with fewer than ``min_votes`` on the first question are left out.
+    """
+    table = pd.read_csv(REALDATA / "galaxyzoo2" / "tables" / "table5.csv.gz")
+
+    def count(prefix: str) -> np.ndarray:
+        return table[next(c for c in table.columns if c.startswith(prefix) and c.endswith("_count"))].to_numpy(float)
+
+    first = np.stack([count(f"t01_smooth_or_features_a0{i}") for i in (1, 2, 3)], 1)
+    edge_on = count("t02_edgeon_a04") > count("t02_edgeon_a05")
+    spiral = count("t04_spiral_a08") > count("t04_spiral_a09")
+    odd = count("t06_odd_a14") > count("t06_odd_a15")
+    odd_feature = np.stack([count(f"t08_odd_feature_a{i}") for i in ("19", "20", "21", "22", "23", "24", "38")],
+                           1).argmax(1)
+    top = first.argmax(1)
+    kind = np.where(top == 2, "artifact", np.where(top == 0, "elliptical", np.where(
+        edge_on, "edge_on", np.where(spiral, "spiral", "disk")))).astype(object)
+    kind[odd & (odd_feature == 5)] = "merger"
+    kind[odd & (odd_feature == 3)] = "clumpy"
+    keep = first.sum(1) >= min_votes
+    names, n = np.unique(kind[keep], return_counts=True)
+    return {str(k): float(c / keep.sum()) for k, c in zip(names, n)}
+
+
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve by the Mann-Whitney rank statistic (ties get average ranks)."""
     from scipy.stats import rankdata
@@ -103,6 +134,24 @@ def tree_accuracy(fractions: np.ndarray, truths: list[dict], tree: DecisionTree,
             total += 1
             hits += tree[q].answer_names[int(np.argmax(f[sl]))] == a
     return hits / max(total, 1)
+
+
+def fraction_rmse(fractions: np.ndarray, votes: np.ndarray, tree: DecisionTree,
+                  questions: list[str] | None = None) -> float:
+    """RMSE of predicted vs observed vote fractions over every answer of every answered question
+    (Walmsley et al. 2020's metric; :func:`classifier.train.evaluate` measures the same on a model)."""
+    counts = np.nan_to_num(np.asarray(votes, dtype=np.float64))
+    sq, n = 0.0, 0
+    for q in tree.questions:
+        if questions is not None and q.name not in questions:
+            continue
+        sl = tree.question_slices[q.name]
+        total = counts[:, sl].sum(1)
+        answered = total > 0
+        observed = counts[answered, sl] / total[answered, None]
+        sq += float(((np.asarray(fractions)[answered, sl] - observed) ** 2).sum())
+        n += observed.size
+    return float(np.sqrt(sq / n)) if n else float("nan")
 
 
 def machine() -> str:

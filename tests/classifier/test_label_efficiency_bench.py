@@ -1,0 +1,52 @@
+"""The label-efficiency benchmark's own arithmetic: the metric it reports and the survey population it draws."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from classifier.train import evaluate
+from tests.conftest import needs_realdata
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from classifier_common import fraction_rmse, gz2_kind_mix  # noqa: E402
+from classifier_label_efficiency import labels_to_reach  # noqa: E402
+
+
+def test_fraction_rmse_is_what_training_reports(decals_tree):
+    """The benchmark's RMSE on predicted fractions equals classifier.train.evaluate's on the same model."""
+    import classifier as C
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (12, 32, 32, 3), dtype=np.uint8)
+    votes = rng.integers(0, 6, (12, len(decals_tree.columns))).astype(np.float32)
+    votes[:4, decals_tree.question_slices["bar"]] = np.nan          # questions nobody answered
+    model = C.create_model("test_convnext_tree", tree=decals_tree).eval()
+    idx = np.arange(12)
+    with torch.no_grad():
+        conc = model(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+    fractions = model.layout.fractions(conc).numpy()
+    assert fraction_rmse(fractions, votes, decals_tree) == pytest.approx(
+        evaluate(model, images, votes, idx)["val_fraction_rmse"], rel=1e-5)
+
+
+def test_labels_to_reach_interpolates_either_way():
+    curve = [(100, 0.70), (200, 0.80), (300, 0.90)]
+    assert labels_to_reach(curve, 0.85) == pytest.approx(250)
+    assert labels_to_reach(curve, 0.70) == 100
+    assert labels_to_reach(curve, 0.95) == float("inf")
+    rmse = [(100, 0.30), (200, 0.20), (300, 0.10)]
+    assert labels_to_reach(rmse, 0.15, higher_is_better=False) == pytest.approx(250)
+
+
+@needs_realdata
+def test_survey_mix_comes_from_real_gz2_votes():
+    mix = gz2_kind_mix()
+    assert sum(mix.values()) == pytest.approx(1.0)
+    assert set(mix) <= {"elliptical", "edge_on", "disk", "spiral", "clumpy", "merger", "artifact"}
+    # Galaxy Zoo 2's magnitude-limited Stripe 82 sample is mostly smooth, then spirals (Willett et al. 2013)
+    assert 0.6 < mix["elliptical"] < 0.85
+    assert max((k for k in mix if k != "elliptical"), key=mix.get) == "spiral"
