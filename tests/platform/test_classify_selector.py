@@ -160,6 +160,52 @@ def test_priority_change_is_seen_after_queue_refresh(backend):
     assert serve(VolunteerFactory(), 1)[0].pk == subjects[4].pk
 
 
+def test_a_long_history_does_not_lengthen_the_walk():
+    """The Redis walk starts where the volunteer's last one stopped: the members a pick looks at (one
+    ZSCORE against the seen set each, counted by Redis itself) do not grow with what the volunteer has
+    already seen at the top of the queue, and the picks stay in priority order."""
+    if not getattr(settings, "REDIS_URL", None):
+        pytest.skip("REDIS_URL is not set: the Redis queue path runs in the PostgreSQL + Redis pass")
+    subjects = make_subjects(60)
+    subject_queue_refresh(project=subjects[0].project)
+    r = queue.client()
+
+    def zscore_calls() -> int:
+        return int(r.info("commandstats").get("cmdstat_zscore", {}).get("calls", 0))
+
+    volunteer = VolunteerFactory()
+    served, looked_at = [], []
+    for _ in range(10):
+        before = zscore_calls()
+        got = serve(volunteer, 5)
+        looked_at.append(zscore_calls() - before)
+        for subject in got:
+            ClassificationFactory(volunteer=volunteer, subject=subject)
+        served += got
+    expected = sorted(subjects, key=lambda s: (-s.priority, s.shuffle))[:50]
+    assert [s.pk for s in served] == [s.pk for s in expected]
+    # Each pick looks at the 5 it picks, where a walk from the top would look at 5, 10, ..., 50.
+    assert max(looked_at) <= 5, looked_at
+
+
+def test_a_new_build_of_the_queue_walks_from_the_top_again():
+    """The cursor belongs to one build of the queue: after a rebuild with new priorities, the volunteer's
+    next pick starts from the new top (and before the rebuild it goes on past the cursor)."""
+    if not getattr(settings, "REDIS_URL", None):
+        pytest.skip("REDIS_URL is not set: the Redis queue path runs in the PostgreSQL + Redis pass")
+    subjects = make_subjects(10)
+    project = subjects[0].project
+    subject_queue_refresh(project=project)
+    order = sorted(subjects, key=lambda s: (-s.priority, s.shuffle))
+    volunteer = VolunteerFactory()
+    assert [s.pk for s in serve(volunteer, 3)] == [s.pk for s in order[:3]]
+    Subject.objects.filter(pk=order[-1].pk).update(priority=100.0)
+    assert [s.pk for s in serve(volunteer, 1)] == [order[3].pk]   # same build: on from the cursor
+    queue.client().set(queue.fresh_key(project.pk), 0.0)          # make sure the new build's stamp differs
+    subject_queue_refresh(project=project)
+    assert [s.pk for s in serve(volunteer, 1)] == [order[-1].pk]
+
+
 def test_gold_subjects_mixed_in_by_the_schedule(backend):
     normal = make_subjects(30)
     gold = [GoldStandardFactory(subject=SubjectFactory()).subject for _ in range(12)]

@@ -15,6 +15,15 @@ Keys (all under ``zoo:classify:``):
                      ``CLASSIFIED`` once classified. A member counts as seen while its score is above
                      now - ``SERVED_TTL``. The sentinel member ``0`` marks the set as loaded from the
                      database (a missing set is rebuilt from ``ServedSubject`` and ``Classification``).
+- ``cursor:{project}:{volunteer}`` hash: where the volunteer's last walks of this build of the queue (``q``)
+                     and of the hard set (``h``) stopped, as the score of the last member looked at, and the
+                     build (``b``, the ``fresh`` value) they belong to. Every member up to there was, when the
+                     walk passed it, classified by the volunteer, served to them within ``SERVED_TTL`` or
+                     picked, so the next walk starts after it: a pick costs the same whatever the volunteer's
+                     history, instead of re-reading every subject they have seen at the top of the queue.
+                     A new build of the queue starts the walks from the top again (at least every
+                     ``QUEUE_MAX_AGE``), which is also when a subject abandoned more than ``SERVED_TTL`` ago
+                     that the cursor had passed can be served again.
 - ``skill:{volunteer}`` "accuracy n_gold" of the volunteer (``Volunteer.accuracy``, ``Volunteer.n_gold``;
                      accuracy ``-1`` while unknown), read in the same round trip as the queue's state; the
                      aggregator rewrites it when it learns more, and a missing one (after ``SKILL_TTL``, or
@@ -48,7 +57,7 @@ SEEN_KEY_TTL = 7 * 24 * 3600  # an idle volunteer's seen set is dropped, and reb
 SERVED_TTL = 2 * 3600  # a subject served but never classified may be served again after this long
 CLASSIFIED = 9.0e15  # the score of a classified subject: larger than any timestamp, exact in a double
 PENDING_KEY = f"{PREFIX}aggregate:pending"
-MAX_SCAN = 5_000  # the most queue members one pick looks at (a volunteer who has seen more falls back to the index)
+MAX_SCAN = 5_000  # the most members one walk looks at past its cursor (beyond that, the index answers)
 HARD_SIZE = 2_000  # the hardest subjects kept for skilled volunteers
 SKILL_TTL = 3600  # a volunteer's skill copy is read again from the database at least this often
 
@@ -90,18 +99,31 @@ def skill_key(volunteer_id: int) -> str:
     return f"{PREFIX}skill:{volunteer_id}"
 
 
+def cursor_key(project_id: int, volunteer_id: int) -> str:
+    return f"{PREFIX}cursor:{project_id}:{volunteer_id}"
+
+
 # Pick ``n_gold`` unseen gold subjects (starting at a random rank, wrapping), then ``n_hard`` unseen
 # subjects from the hardest down, then unseen queue subjects up to ``n_total`` (more gold if the queue
 # runs dry), and mark them all served, in one atomic step: two requests of the same volunteer can never
-# be handed the same subject.
+# be handed the same subject. The hard and queue walks start after the volunteer's cursors for this build
+# of the queue (their members' scores are build-time ranks, so removing a retired subject shifts nothing)
+# and leave the cursors on the last member they looked at: everything before it is now seen.
 _PICK = """
-local queue, gold, seen, hard = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local queue, gold, seen, hard, fresh, cursor = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local n_gold, n_total = tonumber(ARGV[1]), tonumber(ARGV[2])
 local now, cutoff = tonumber(ARGV[3]), tonumber(ARGV[4])
 local gold_start, max_scan, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local n_hard = tonumber(ARGV[8])
+local n_hard, cursor_ttl = tonumber(ARGV[8]), tonumber(ARGV[9])
+local build = redis.call('GET', fresh)
+local from = {q = '-inf', h = '-inf'}
+if build then
+  local c = redis.call('HMGET', cursor, 'b', 'q', 'h')
+  if c[1] == build then
+    from.q, from.h = c[2] or '-inf', c[3] or '-inf'
+  end
+end
 local exclude = {}
-for i = 9, #ARGV do exclude[ARGV[i]] = true end
 local picked = {}
 local function take(id)
   if exclude[id] then return end
@@ -125,27 +147,37 @@ local function pick_gold(want)
     scanned = scanned + #ids
   end
 end
-local function walk(key, want)
-  local offset = 0
+-- Walk a set in score order from the cursor ``from[name]``; returns 1 when the set has nothing more.
+-- Past the cursor most members are new to the volunteer, so the first read asks for a few more than are
+-- wanted, and each further read for twice as many, up to ``batch``.
+local function walk(key, name, want)
+  local scanned, size = 0, want - #picked + 4
   while #picked < want do
-    if offset >= max_scan then return 0 end
-    local ids = redis.call('ZRANGE', key, offset, offset + batch - 1)
-    if #ids == 0 then return 1 end
-    for _, id in ipairs(ids) do
+    if scanned >= max_scan then return 0 end
+    local start = from[name] == '-inf' and '-inf' or '(' .. from[name]
+    local rows = redis.call('ZRANGE', key, start, '+inf', 'BYSCORE', 'LIMIT', 0, size, 'WITHSCORES')
+    size = math.min(2 * size, batch)
+    if #rows == 0 then return 1 end
+    for i = 1, #rows, 2 do
       if #picked >= want then break end
-      take(id)
+      take(rows[i])
+      from[name] = rows[i + 1]
+      scanned = scanned + 1
     end
-    offset = offset + #ids
   end
   return 0
 end
 if n_gold > 0 then pick_gold(math.min(n_gold, n_total)) end
-if n_hard > 0 then walk(hard, math.min(#picked + n_hard, n_total)) end
-local exhausted = walk(queue, n_total)
+if n_hard > 0 then walk(hard, 'h', math.min(#picked + n_hard, n_total)) end
+local exhausted = walk(queue, 'q', n_total)
 -- Nothing else left for this volunteer: more gold rather than nothing.
 if exhausted == 1 and #picked < n_total then pick_gold(n_total) end
 for _, id in ipairs(picked) do redis.call('ZADD', seen, now, id) end
 redis.call('EXPIRE', seen, ttl)
+if build then
+  redis.call('HSET', cursor, 'b', build, 'q', from.q, 'h', from.h)
+  redis.call('EXPIRE', cursor, cursor_ttl)
+end
 picked[#picked + 1] = tostring(exhausted)
 return picked
 """
@@ -196,14 +228,15 @@ def skill_forget(*, volunteer_ids: list[int]) -> None:
 
 
 def queue_pick(r, *, project_id: int, volunteer_id: int, n_gold: int, n_total: int, gold_start: int,
-               n_hard: int = 0, exclude: list[int] = ()) -> tuple[list[int], bool]:
+               n_hard: int = 0) -> tuple[list[int], bool]:
     """Pick and mark as served up to ``n_total`` subject ids: ``n_gold`` gold, then ``n_hard`` from the
     hardest subjects, then the queue. Returns (ids in order, queue exhausted)."""
     now = time.time()
     result = direct(r).evalsha(
         _pick_script(r),
-        keys=[queue_key(project_id), gold_key(project_id), seen_key(volunteer_id), hard_key(project_id)],
-        args=[n_gold, n_total, now, now - SERVED_TTL, gold_start, MAX_SCAN, SEEN_KEY_TTL, n_hard, *map(str, exclude)],
+        keys=[queue_key(project_id), gold_key(project_id), seen_key(volunteer_id), hard_key(project_id),
+              fresh_key(project_id), cursor_key(project_id, volunteer_id)],
+        args=[n_gold, n_total, now, now - SERVED_TTL, gold_start, MAX_SCAN, SEEN_KEY_TTL, n_hard, 2 * QUEUE_MAX_AGE],
     )
     *ids, exhausted = result
     return [int(i) for i in ids], exhausted == b"1" or len(ids) < n_total
