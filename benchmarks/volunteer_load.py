@@ -43,6 +43,7 @@ from volunteer_common import (  # noqa: E402
 )
 
 DB, REDIS_DB = "bench_zoo_load", 13
+WINDOW_S = 30.0  # the windows in which the rate and p99 are also reported
 PORT = 8799
 PATHS = [
     [("smooth-or-featured", "smooth"), ("how-rounded", "round"), ("merging", "none")],
@@ -129,6 +130,7 @@ class Stats:
     def __init__(self, measure_from: float, measure_to: float):
         self.measure_from, self.measure_to = measure_from, measure_to
         self.latency = {"next": [], "submit": []}
+        self.ends = {"next": [], "submit": []}  # when each measured request was answered, for the windows
         self.status: dict[str, dict[int, int]] = {"next": {}, "submit": {}, "retry": {}}
         self.accepted: dict[int, int] = {}  # classification id -> boxes sent
         self.accepted_in_window = 0
@@ -138,6 +140,20 @@ class Stats:
         self.status[kind][status] = self.status[kind].get(status, 0) + 1
         if kind in self.latency and self.measure_from <= end <= self.measure_to:
             self.latency[kind].append((end - start) * 1000)
+            self.ends[kind].append(end - self.measure_from)
+
+    def windows(self, kind: str, width: float) -> list[dict]:
+        """Requests per second and p99 latency in consecutive windows of ``width`` seconds: "sustained"
+        means every window, not only the run's average (a stall or a slow drift shows here)."""
+        import numpy as np
+
+        ends, ms = np.asarray(self.ends[kind]), np.asarray(self.latency[kind])
+        out = []
+        for lo in np.arange(0.0, self.measure_to - self.measure_from - 1e-9, width):
+            inside = (ends >= lo) & (ends < lo + width)
+            out.append({"from_s": float(lo), "per_s": float(inside.sum() / width),
+                        "p99_ms": float(np.percentile(ms[inside], 99)) if inside.any() else float("nan")})
+        return out
 
 
 def make_payload(subject: dict, rng: random.Random) -> tuple[dict, int]:
@@ -264,17 +280,24 @@ def wait_healthy(timeout: float = 60.0):
     raise SystemExit("gunicorn did not become healthy")
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User+system CPU of processes, from /proc."""
+def cpu_seconds(pids: list[int], *, reaped: bool = False) -> float:
+    """User+system CPU of processes, from /proc; with ``reaped``, also that of their children that have
+    exited and been waited for (cutime + cstime)."""
     total = 0.0
     tick = os.sysconf("SC_CLK_TCK")
     for p in pids:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
+            total += (int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if reaped else 0)) / tick
         except (OSError, IndexError):
             pass
     return total
+
+
+def gunicorn_cpu(master: int) -> float:
+    """CPU of the gunicorn master and all its workers, including workers that ``max_requests`` recycled
+    during the run (their CPU moves to the master's reaped-children counters when it waits for them)."""
+    return cpu_seconds([master], reaped=True) + cpu_seconds(pids_of(parent=master))
 
 
 def pids_of(*, parent: int | None = None, user: str | None = None, name: str | None = None) -> list[int]:
@@ -324,14 +347,13 @@ def run(args) -> dict:
             t0 = time.time()
             while len(pids_of(parent=server.pid)) < args.workers and time.time() - t0 < 30:
                 time.sleep(0.1)
-            gunicorn = [server.pid] + pids_of(parent=server.pid)
             services = pids_of(user="postgres") + pids_of(name="redis-server")
-            cpu0 = (cpu_seconds(gunicorn), cpu_seconds(services), time.process_time(), machine_cpu())
+            cpu0 = (gunicorn_cpu(server.pid), cpu_seconds(services), time.process_time(), machine_cpu())
             t0 = time.perf_counter()
             stats, wall, scans_at_start = asyncio.run(drive(args.volunteers, args.warmup, args.seconds, args.retry_rate,
                                                             args.rate, env["DATABASE_URL"]))
             elapsed = time.perf_counter() - t0
-            server_cpu = cpu_seconds(gunicorn) - cpu0[0]
+            server_cpu = gunicorn_cpu(server.pid) - cpu0[0]
             # Backends started during the run (none: gunicorn keeps its connections) count in full.
             services_cpu = (cpu_seconds(sorted(set(services) | set(pids_of(user="postgres")))) - cpu0[1])
             generator_cpu = time.process_time() - cpu0[2]
@@ -362,6 +384,7 @@ def run(args) -> dict:
             "duplicate_volunteer_subject": duplicate_pairs,
             "rate_per_s": stats.accepted_in_window / args.seconds,
             "next_ms": percentiles(stats.latency["next"]), "submit_ms": percentiles(stats.latency["submit"]),
+            "submit_windows": stats.windows("submit", WINDOW_S),
             "status": {k: {str(s): n for s, n in v.items()} for k, v in stats.status.items()},
             "replays_ok": stats.replays_ok, "replays_bad": stats.replays_bad, "client_errors": stats.errors,
             "server_cpu_s": server_cpu, "services_cpu_s": services_cpu, "generator_cpu_s": generator_cpu,
@@ -405,6 +428,10 @@ def main():
     print(f"| classifications accepted per second (sustained) | {report['rate_per_s']:.1f} |")
     print(f"| POST /api/classifications/ p50 / p95 / p99 ms | {s['p50']:.1f} / {s['p95']:.1f} / {s['p99']:.1f} |")
     print(f"| GET /api/subjects/next/?n=5 p50 / p95 / p99 ms | {n['p50']:.1f} / {n['p95']:.1f} / {n['p99']:.1f} |")
+    w = report["submit_windows"]
+    print(f"| POST per {WINDOW_S:.0f} s window: submissions/s (lowest) and p99 ms (highest) | "
+          f"{min(x['per_s'] for x in w):.0f} and {max(x['p99_ms'] for x in w):.0f}: "
+          + ", ".join(f"{x['per_s']:.0f}/{x['p99_ms']:.0f}" for x in w) + " |")
     print(f"| statuses | {report['status']} |")
     print(f"| idempotent re-sends answered with the same id | {report['replays_ok']} ok, {report['replays_bad']} wrong |")
     print(f"| accepted submissions / classifications in the database | {report['accepted_total']} / "
