@@ -1,7 +1,7 @@
 """Benchmark 2: label efficiency of active learning, BALD vs random acquisition.
 
     .venv/bin/python benchmarks/classifier_label_efficiency.py [--quick] [--datasets synthetic ring]
-        [--strategies random bald] [--seeds 0 1] [--population balanced|survey] [--question Q]
+        [--strategies random bald bald:bar] [--seeds 0 1] [--population balanced|survey]
         [--protocol converged|warm] [--jobs 2]
 
 Protocol (the same for every strategy, seed by seed):
@@ -19,9 +19,17 @@ Protocol (the same for every strategy, seed by seed):
      the warm rounds, 0.818 trained from scratch for the same 1,650 steps and 0.848 for 4,000 steps. With
      the labels' value hidden that way, BALD and random differed by 10-14 % of labels at most;
 
-3. measure accuracy and vote-fraction RMSE on a held-out test set that no strategy ever labels;
+3. measure, on a held-out test set that no strategy ever labels, the accuracy and vote-fraction RMSE of
+   the whole tree and of every question on its own;
 4. score the unlabelled pool with ``samples`` MC-dropout samples, let the strategy pick ``k`` galaxies,
    reveal their labels (the simulated or real votes), and go to 2 for ``rounds`` rounds.
+
+Strategies are ``NAME[:QUESTION][+diverse]``: an acquisition function (``random``, ``bald``, ``entropy``,
+``margin``); with ``:QUESTION`` it scores that question alone (its information times the chance that a
+volunteer reaches it), as Walmsley et al. (2020) ran BALD for "smooth" and for "bar", and is judged on that
+question's accuracy; without, it scores the whole tree (reach-weighted) and is judged on the whole tree;
+``+diverse`` spreads each batch out in embedding space. The model always learns the whole tree from the
+same labels, and one ``random`` curve per seed is the baseline of every strategy.
 
 Datasets:
 
@@ -29,18 +37,17 @@ Datasets:
   GZ DECaLS tree. ``--population balanced`` is the generator's default mix (every branch of the tree about
   equally common); ``--population survey`` is the mix of a real magnitude-limited survey, measured from the
   real Galaxy Zoo 2 votes of the Stripe 82 sample (:func:`classifier_common.gz2_kind_mix`: 75 % smooth,
-  14 % spiral, 3 % edge-on, 3 % mergers...). By default BALD scores the whole tree (reach-weighted) and
-  accuracy is the share of (galaxy, question on its true path) pairs whose most-voted predicted answer is
-  the known truth. ``--question Q`` acquires for one question and measures that question alone, as
-  Walmsley et al. (2020) did for "smooth" and "bar" (the model still learns the whole tree).
+  14 % spiral, 3 % edge-on, 3 % mergers...). The whole tree's accuracy is the share of (galaxy, question on
+  its true path) pairs whose most-voted predicted answer is the known truth; a question's accuracy is the
+  same over the test galaxies whose true path reaches it.
 * ``ring``: the 470 real galaxies (``classifier_common``: ring label as one vote plus pseudo-counts);
-  acquisition on the ring question only (``questions=["ring"]``, one vote, i.e. classic BALD on a binary
-  label); accuracy of the ring prediction. The test set is 94 galaxies, so use several seeds.
+  acquisition on the ring question only (one vote, i.e. classic BALD on a binary label); accuracy of the
+  ring prediction. The test set is 94 galaxies, so use several seeds.
 
-Reported: the accuracy and RMSE curves (mean over seeds) per strategy, and the labels each strategy
-needed to reach the random baseline's final accuracy and final RMSE (linear interpolation between rounds),
-with the saving in per cent. Walmsley et al. (2020) found 35-60 % fewer labels with BALD, depending on the
-question; the target here is 50 %.
+Reported: the mean curves over seeds, and per strategy the labels it needed to reach the random baseline's
+final accuracy and final RMSE on the strategy's own measure (linear interpolation between rounds), with the
+saving in per cent; and every question's final accuracy under every strategy. Walmsley et al. (2020) found
+35-60 % fewer labels with BALD, depending on the question; the target here is 50 %.
 """
 from __future__ import annotations
 
@@ -86,20 +93,25 @@ def population(name: str):
     return SyntheticConfig() if name == "balanced" else SyntheticConfig(kind_weights=gz2_kind_mix())
 
 
-def load(dataset: str, s: dict, seed: int, mix: str = "balanced", question: str = ""):
-    """(data, images, pool indices, test indices, evaluate(fractions, idx) -> (accuracy, rmse), acquisition
-    kwargs, crop)."""
+def load(dataset: str, s: dict, seed: int, mix: str = "balanced"):
+    """(data, images, pool indices, test indices, evaluate(fractions, idx) -> {measure: (accuracy, rmse)},
+    acquisition kwargs, crop). The measures are ``tree`` (the dataset's headline) and each question."""
     if dataset == "synthetic":
         data, truths, _ = synthetic_data(s["pool"] + s["test"], seed=1000 + seed, size=s["size"],
                                          config=population(mix))
         idx = np.random.default_rng(seed).permutation(len(data))
         test, pool = np.sort(idx[:s["test"]]), np.sort(idx[s["test"]:])
-        questions = [question] if question else None
+        reached = {q for i in test for q in truths[i]}
 
         def evaluate(fractions, where):
-            return (tree_accuracy(fractions, [truths[i] for i in where], data.tree, questions),
-                    fraction_rmse(fractions, data.votes[where], data.tree, questions))
-        return data, data.image_array(s["size"]), pool, test, evaluate, {"questions": questions}, 1.0
+            t = [truths[i] for i in where]
+            out = {"tree": (tree_accuracy(fractions, t, data.tree), fraction_rmse(fractions, data.votes[where], data.tree))}
+            for q in data.tree.questions:
+                if q.name in reached:
+                    out[q.name] = (tree_accuracy(fractions, t, data.tree, [q.name]),
+                                   fraction_rmse(fractions, data.votes[where], data.tree, [q.name]))
+            return out
+        return data, data.image_array(s["size"]), pool, test, evaluate, {}, 1.0
     data, cat = ring_data()
     ring = cat["ring"].to_numpy()
     rng = np.random.default_rng(seed)
@@ -108,10 +120,25 @@ def load(dataset: str, s: dict, seed: int, mix: str = "balanced", question: str 
     yes = list(RING_TREE.columns).index("ring_yes")
 
     def evaluate(fractions, where):
-        return (float(((fractions[:, yes] >= 0.5) == ring[where]).mean()),
-                fraction_rmse(fractions, data.votes[where], data.tree, ["ring"]))
+        m = (float(((fractions[:, yes] >= 0.5) == ring[where]).mean()),
+             fraction_rmse(fractions, data.votes[where], data.tree, ["ring"]))
+        return {"tree": m, "ring": m}
     return (data, data.image_array(s["size"], crop_fraction=0.75), pool, test, evaluate,
             {"questions": ["ring"], "total_votes": 1}, 0.75)
+
+
+def parse_strategy(strategy: str) -> tuple[str, str, bool]:
+    """``NAME[:QUESTION][+diverse]`` -> (acquisition name, question or "", diverse)."""
+    head, _, option = strategy.partition("+")
+    if option not in ("", "diverse"):
+        raise ValueError(f"strategy {strategy!r}: the only option is +diverse")
+    name, _, question = head.partition(":")
+    return name, question, option == "diverse"
+
+
+def measure_of(strategy: str) -> str:
+    """The measure a strategy is judged on: its question, or the whole tree."""
+    return parse_strategy(strategy)[1] or "tree"
 
 
 def round_steps(s: dict, n_labelled: int, protocol: str) -> int:
@@ -121,12 +148,13 @@ def round_steps(s: dict, n_labelled: int, protocol: str) -> int:
 
 
 def run_strategy(strategy: str, data, images, pool, test, evaluate, acq_kwargs, s: dict, seed: int, crop: float,
-                 samples: int, workdir: Path, protocol: str = "converged") -> list[tuple[int, float, float]]:
-    """One strategy's curve: (labels, accuracy, rmse) per round."""
+                 samples: int, workdir: Path, protocol: str = "converged") -> list[dict]:
+    """One strategy's curve: per round ``{"labels": n, measure: [accuracy, rmse], ...}``."""
     rng = np.random.default_rng(seed)
     labelled = list(rng.choice(pool, s["initial"], replace=False))
-    name, _, option = strategy.partition("+")          # e.g. "bald+diverse": BALD, spread in embedding space
-    diverse = option == "diverse"
+    name, question, diverse = parse_strategy(strategy)
+    if question:
+        acq_kwargs = {**acq_kwargs, "questions": [question]}
     if name == "random":
         acq_kwargs = {"seed": seed}
     elif name not in ("bald", "entropy"):                    # only the vote-outcome functions count votes
@@ -141,10 +169,11 @@ def run_strategy(strategy: str, data, images, pool, test, evaluate, acq_kwargs, 
         torch.manual_seed(seed)
         t = score(ckpt, images[test], n_samples=samples, acquisition=None, anomaly=False, embeddings=False,
                   device="cpu", batch_size=256)
-        acc, rmse = evaluate(t.fractions, test)
-        curve.append((len(labelled), acc, rmse))
-        print(f"    {strategy:>7} seed {seed} round {r}: {len(labelled):5d} labels, accuracy {acc:.4f}, "
-              f"fraction RMSE {rmse:.4f}", flush=True)
+        point = {"labels": len(labelled), **{m: list(v) for m, v in evaluate(t.fractions, test).items()}}
+        curve.append(point)
+        acc, rmse = point[measure_of(strategy)]
+        print(f"    {strategy:>7} seed {seed} round {r}: {len(labelled):5d} labels, {measure_of(strategy)} accuracy "
+              f"{acc:.4f}, fraction RMSE {rmse:.4f}", flush=True)
         if r == s["rounds"]:
             break
         unlabelled = np.setdiff1d(pool, labelled)
@@ -157,14 +186,14 @@ def run_strategy(strategy: str, data, images, pool, test, evaluate, acq_kwargs, 
 _LOADED: dict = {}
 
 
-def run_job(dataset: str, run: dict, strategy: str, seed: int, threads: int) -> list[tuple[int, float, float]]:
+def run_job(dataset: str, run: dict, strategy: str, seed: int, threads: int) -> list[dict]:
     """One (strategy, seed) curve, in this process or a worker process (which loads its own data)."""
     torch.set_num_threads(threads)
     s = run["settings"]
-    key = (dataset, json.dumps(s, sort_keys=True), seed, run["population"], run["question"])
+    key = (dataset, json.dumps(s, sort_keys=True), seed, run["population"])
     if key not in _LOADED:
         _LOADED.clear()
-        _LOADED[key] = load(dataset, s, seed, run["population"], run["question"])
+        _LOADED[key] = load(dataset, s, seed, run["population"])
     data, images, pool, test, evaluate, acq_kwargs, crop = _LOADED[key]
     if run["votes"]:
         acq_kwargs = {**acq_kwargs, "total_votes": run["votes"]}
@@ -186,41 +215,58 @@ def labels_to_reach(curve: list[tuple[float, float]], target: float, higher_is_b
     return float(pts[0][0]) if pts[0][1] >= target else float("inf")
 
 
-def summarise(curves: dict[str, list], strategies: list[str]) -> tuple[list[dict], list[dict]]:
-    """Mean curves over seeds as table rows, and per strategy the labels needed to reach the random
-    baseline's final accuracy and final fraction RMSE."""
-    mean = {st: np.mean(np.asarray(curves[st], dtype=float), axis=0) for st in strategies}   # (rounds + 1, 3)
+def mean_curve(curves: list[list[dict]], measure: str) -> np.ndarray:
+    """(rounds + 1, 3): labels, accuracy and RMSE of ``measure``, each the mean over seeds."""
+    return np.mean([[[p["labels"], *p[measure]] for p in c] for c in curves], axis=0)
+
+
+def summarise(curves: dict[str, list], strategies: list[str]) -> tuple[list[dict], list[dict], list[dict]]:
+    """Three tables: the mean curves (each strategy on its own measure, beside random on the same measure);
+    per strategy, the labels needed to reach the random baseline's final accuracy and final fraction RMSE
+    on that measure; and every measure's final accuracy under every strategy."""
+    measures = list(dict.fromkeys(measure_of(st) for st in strategies))
+    mean = {st: mean_curve(curves[st], measure_of(st)) for st in strategies}
+    base = {m: mean_curve(curves["random"], m) for m in measures} if "random" in curves else {}
     labels = mean[strategies[0]][:, 0]
-    rows = [{"labels": int(n), **{f"{st} acc": mean[st][i, 1] for st in strategies},
-             **{f"{st} rmse": mean[st][i, 2] for st in strategies}} for i, n in enumerate(labels)]
+    rows = []
+    for i, n in enumerate(labels):
+        row = {"labels": int(n)}
+        for m in measures:
+            if m in base:
+                row[f"random {m} acc"] = base[m][i, 1]
+            row.update({f"{st} acc": mean[st][i, 1] for st in strategies if measure_of(st) == m and st != "random"})
+        rows.append(row)
     summary = []
     for st in strategies:
-        row = {"strategy": st, "final accuracy": mean[st][-1, 1], "final rmse": mean[st][-1, 2]}
-        if "random" in mean:
-            n_random = mean["random"][-1, 0]
+        m = measure_of(st)
+        row = {"strategy": st, "measure": m, "final accuracy": mean[st][-1, 1], "final rmse": mean[st][-1, 2]}
+        if m in base:
+            n_random = base[m][-1, 0]
             for metric, col, better in (("accuracy", 1, True), ("rmse", 2, False)):
-                need = labels_to_reach(list(zip(mean[st][:, 0], mean[st][:, col])), mean["random"][-1, col], better)
+                need = labels_to_reach(list(zip(mean[st][:, 0], mean[st][:, col])), base[m][-1, col], better)
                 row[f"labels to random's final {metric}"] = need
                 row[f"saving ({metric})"] = (f"{100 * (1 - need / n_random):.0f} %" if np.isfinite(need)
                                              else "never reached")
         summary.append(row)
-    return rows, summary
+    every = sorted({k for c in curves.values() for run in c for k in run[-1] if k != "labels"},
+                   key=lambda k: (k != "tree", k))
+    final = [{"measure": m, **{st: float(np.nanmean([c[-1].get(m, [np.nan])[0] for c in curves[st]]))
+                               for st in strategies}} for m in every]
+    return rows, summary, final
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=["synthetic", "ring"], choices=list(SETTINGS))
     ap.add_argument("--strategies", nargs="+", default=["random", "bald"],
-                    help="acquisition names, optionally with +diverse (e.g. bald+diverse)")
+                    help="NAME[:QUESTION][+diverse]: an acquisition function, for one question of the tree or the "
+                         "whole tree, optionally spread out in embedding space (e.g. bald:bar, bald+diverse)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--protocol", choices=["converged", "warm"], default="converged",
                     help="retrain from scratch for `epochs` passes each round, or warm-start for a fixed `steps`")
     ap.add_argument("--population", choices=["balanced", "survey"], default="balanced",
                     help="synthetic kind mix: the generator's balanced default, or a survey's (Galaxy Zoo 2's "
                          "Stripe 82 sample, from its real votes: three quarters smooth)")
-    ap.add_argument("--question", default="",
-                    help="synthetic: acquire for this one question and measure its accuracy (Walmsley et al. 2020 "
-                         "ran BALD per question), instead of the whole tree")
     ap.add_argument("--votes", type=int, default=0,
                     help="volunteers N in BALD's vote-outcome predictive (default 40 synthetic, 1 ring); 1 = the "
                          "information about one volunteer's answer, i.e. classic BALD on the answer itself")
@@ -251,16 +297,17 @@ def main(argv=None) -> None:
             if key not in s or not value.isdigit():
                 ap.error(f"--set {kv}: expected KEY=INT with KEY one of {', '.join(s)}")
             s[key] = int(value)
-        run = {"settings": s, "protocol": args.protocol, "population": args.population,
-               "question": args.question if dataset == "synthetic" else "ring", "votes": args.votes,
+        # the ring set has one question to acquire for: strategies for another question skip it
+        strategies = [st for st in args.strategies if dataset == "synthetic" or measure_of(st) in ("tree", "ring")]
+        run = {"settings": s, "protocol": args.protocol, "population": args.population, "votes": args.votes,
                "samples": args.samples, "threads": args.threads}
         print(f"\n## {dataset}: {json.dumps(run)}", flush=True)
         t0 = time.perf_counter()
         old = previous.get(dataset, {})
         stored = old.get("curves_by_seed", {}) if old.get("run") == run else {}
-        kept = {(st, seed): [tuple(p) for p in stored[st][str(seed)]] for st in args.strategies for seed in args.seeds
+        kept = {(st, seed): stored[st][str(seed)] for st in strategies for seed in args.seeds
                 if str(seed) in stored.get(st, {})}
-        jobs = [(st, seed) for seed in args.seeds for st in args.strategies if (st, seed) not in kept]
+        jobs = [(st, seed) for seed in args.seeds for st in strategies if (st, seed) not in kept]
         for st, seed in kept:
             print(f"    {st:>7} seed {seed}: reused from the previous results file", flush=True)
         if args.jobs > 1 and len(jobs) > 1:
@@ -269,19 +316,18 @@ def main(argv=None) -> None:
         else:
             done = [run_job(dataset, run, st, seed, args.threads) for st, seed in jobs]
         kept.update(zip(jobs, done))
-        curves = {st: [kept[st, seed] for seed in args.seeds] for st in args.strategies}
-        rows, summary = summarise(curves, args.strategies)
-        print()
-        print(table(rows, list(rows[0]), floatfmt=".4f"))
-        print()
-        print(table(summary, list(summary[0]), floatfmt=".4f"))
+        curves = {st: [kept[st, seed] for seed in args.seeds] for st in strategies}
+        rows, summary, final = summarise(curves, strategies)
+        for t in (rows, summary, final):
+            print()
+            print(table(t, list(dict.fromkeys(k for r in t for k in r)), floatfmt=".4f"))
         seconds = time.perf_counter() - t0
         print(f"# {dataset}: {seconds:.0f} s")
         by_seed = {st: dict(v) for st, v in stored.items()}     # other strategies' and seeds' curves stay
         for (st, seed), c in kept.items():
             by_seed.setdefault(st, {})[str(seed)] = c
         results[dataset] = {"run": run, "seeds": args.seeds, "curves_by_seed": by_seed, "mean": rows,
-                            "summary": summary, "seconds": seconds}
+                            "summary": summary, "final_by_measure": final, "seconds": seconds}
     print(f"\nwritten {save(out_name, {'results': {**previous, **results}})}")
 
 

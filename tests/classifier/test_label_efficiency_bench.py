@@ -50,3 +50,30 @@ def test_survey_mix_comes_from_real_gz2_votes():
     # Galaxy Zoo 2's magnitude-limited Stripe 82 sample is mostly smooth, then spirals (Willett et al. 2013)
     assert 0.6 < mix["elliptical"] < 0.85
     assert max((k for k in mix if k != "elliptical"), key=mix.get) == "spiral"
+
+
+def test_strategy_names_and_the_measure_each_is_judged_on():
+    from classifier_label_efficiency import measure_of, parse_strategy
+
+    assert parse_strategy("bald") == ("bald", "", False)
+    assert parse_strategy("bald:bar+diverse") == ("bald", "bar", True)
+    assert measure_of("bald:has-spiral-arms") == "has-spiral-arms" and measure_of("random") == "tree"
+    with pytest.raises(ValueError):
+        parse_strategy("bald+fast")
+
+
+def test_a_question_strategy_is_compared_with_random_on_that_question():
+    """One random curve is the baseline of every strategy, each on the strategy's own measure."""
+    from classifier_label_efficiency import summarise
+
+    def curve(tree, bar):
+        return [{"labels": n, "tree": [t, 0.3 - t / 10], "bar": [b, 0.3 - b / 10]}
+                for n, t, b in zip((100, 200, 300, 400), tree, bar)]
+    curves = {"random": [curve((0.6, 0.7, 0.8, 0.9), (0.4, 0.45, 0.5, 0.55))],
+              "bald:bar": [curve((0.6, 0.65, 0.7, 0.75), (0.4, 0.55, 0.6, 0.65))]}
+    rows, summary, final = summarise(curves, ["random", "bald:bar"])
+    assert rows[1] == {"labels": 200, "random tree acc": 0.7, "random bar acc": 0.45, "bald:bar acc": 0.55}
+    bald = summary[1]
+    assert bald["measure"] == "bar" and bald["labels to random's final accuracy"] == pytest.approx(200)
+    assert bald["saving (accuracy)"] == "50 %"
+    assert {r["measure"]: r["bald:bar"] for r in final} == {"tree": 0.75, "bar": 0.65}
