@@ -44,9 +44,9 @@ Datasets:
   acquisition on the ring question only (one vote, i.e. classic BALD on a binary label); accuracy of the
   ring prediction. The test set is 94 galaxies, so use several seeds.
 
-Reported: the mean curves over seeds, and per strategy the labels it needed to reach the random baseline's
-final accuracy and final RMSE on the strategy's own measure (linear interpolation between rounds), with the
-saving in per cent; and every question's final accuracy under every strategy. Walmsley et al. (2020) found
+Reported: the mean curves over seeds, and per strategy the labels from which it reaches the random
+baseline's final accuracy and final RMSE on the strategy's own measure and stays there (linear interpolation
+between rounds), with the saving in per cent; and every question's final accuracy under every strategy. Walmsley et al. (2020) found
 35-60 % fewer labels with BALD, depending on the question; the target here is 50 %.
 """
 from __future__ import annotations
@@ -203,16 +203,23 @@ def run_job(dataset: str, run: dict, strategy: str, seed: int, threads: int) -> 
 
 
 def labels_to_reach(curve: list[tuple[float, float]], target: float, higher_is_better: bool = True) -> float:
-    """Labels at which a curve of (labels, value) first reaches ``target`` (linear interpolation); inf if never."""
+    """Labels from which a curve of (labels, value) reaches ``target`` and stays there (linear interpolation
+    on the last crossing); inf if its last point falls short.
+
+    A curve that touches the target once and falls back has not reached it: on the ring set's 94 test
+    galaxies, BALD's mean curve touched random's final accuracy at 88 labels and ended 0.07 below it, which
+    "first reaches" would have called 69 % fewer labels.
+    """
     sign = 1.0 if higher_is_better else -1.0
     pts = [(n, sign * v) for n, v in curve]
     target = sign * target
-    for (n0, a0), (n1, a1) in zip(pts, pts[1:]):
-        if a0 >= target:
-            return float(n0)
-        if a1 >= target:
-            return float(n0 + (n1 - n0) * (target - a0) / (a1 - a0))
-    return float(pts[0][0]) if pts[0][1] >= target else float("inf")
+    if pts[-1][1] < target:
+        return float("inf")
+    below = [i for i, (_, v) in enumerate(pts) if v < target]
+    if not below:
+        return float(pts[0][0])
+    (n0, a0), (n1, a1) = pts[below[-1]], pts[below[-1] + 1]
+    return float(n0 + (n1 - n0) * (target - a0) / (a1 - a0))
 
 
 def mean_curve(curves: list[list[dict]], measure: str) -> np.ndarray:

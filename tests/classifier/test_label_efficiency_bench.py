@@ -42,6 +42,15 @@ def test_labels_to_reach_interpolates_either_way():
     assert labels_to_reach(rmse, 0.15, higher_is_better=False) == pytest.approx(250)
 
 
+def test_labels_to_reach_counts_only_a_curve_that_stays_there():
+    """A noisy curve that touches the target and falls back reaches it at its last crossing, or never."""
+    noisy = [(40, 0.67), (88, 0.70), (136, 0.65), (184, 0.66), (232, 0.69)]
+    assert labels_to_reach(noisy, 0.69) == 232
+    assert labels_to_reach(noisy[:-1], 0.69) == float("inf")
+    dip = [(100, 0.70), (200, 0.90), (300, 0.80), (400, 0.95)]
+    assert labels_to_reach(dip, 0.85) == pytest.approx(300 + 100 / 3)
+
+
 @needs_realdata
 def test_survey_mix_comes_from_real_gz2_votes():
     mix = gz2_kind_mix()
