@@ -46,8 +46,9 @@ Datasets:
 
 Reported: the mean curves over seeds, and per strategy the labels from which it reaches the random
 baseline's final accuracy and final RMSE on the strategy's own measure and stays there (linear interpolation
-between rounds), with the saving in per cent; and every question's final accuracy under every strategy. Walmsley et al. (2020) found
-35-60 % fewer labels with BALD, depending on the question; the target here is 50 %.
+between rounds), with the saving in per cent; and every question's final accuracy under every strategy.
+Walmsley et al. (2020) found 35-60 % fewer labels with BALD, depending on the question; the target here is
+50 %.
 
 What the measures can show (2026-12-06, 3 seeds, 900 labels, converged): BALD saves labels on a question it
 is aimed at (``bald:has-spiral-arms`` on the survey mix), not on the whole tree. Whole-tree BALD sends
@@ -115,7 +116,8 @@ def load(dataset: str, s: dict, seed: int, mix: str = "balanced"):
 
         def evaluate(fractions, where):
             t = [truths[i] for i in where]
-            out = {"tree": (tree_accuracy(fractions, t, data.tree), fraction_rmse(fractions, data.votes[where], data.tree))}
+            out = {"tree": (tree_accuracy(fractions, t, data.tree),
+                            fraction_rmse(fractions, data.votes[where], data.tree))}
             for q in data.tree.questions:
                 if q.name in reached:
                     out[q.name] = (tree_accuracy(fractions, t, data.tree, [q.name]),
@@ -223,12 +225,12 @@ def labels_to_reach(curve: list[tuple[float, float]], target: float, higher_is_b
     sign = 1.0 if higher_is_better else -1.0
     pts = [(n, sign * v) for n, v in curve]
     target = sign * target
-    if pts[-1][1] < target:
-        return float("inf")
-    below = [i for i, (_, v) in enumerate(pts) if v < target]
-    if not below:
+    last_below = max((i for i, (_, v) in enumerate(pts) if v < target), default=None)
+    if last_below is None:
         return float(pts[0][0])
-    (n0, a0), (n1, a1) = pts[below[-1]], pts[below[-1] + 1]
+    if last_below == len(pts) - 1:
+        return float("inf")
+    (n0, a0), (n1, a1) = pts[last_below], pts[last_below + 1]
     return float(n0 + (n1 - n0) * (target - a0) / (a1 - a0))
 
 
@@ -296,7 +298,8 @@ def main(argv=None) -> None:
                     help="run the (strategy, seed) curves in this many processes at once (each with --threads)")
     ap.add_argument("--reuse", action="store_true",
                     help="take curves of (dataset, strategy, seed) run with the same options from the results file "
-                         "instead of recomputing them (runs repeat exactly on one machine for a given --threads; another CPU gives slightly different curves)")
+                         "instead of recomputing them (runs repeat exactly on one machine for a given --threads; "
+                         "another CPU gives slightly different curves)")
     ap.add_argument("--out", default="", help="results file name in benchmarks/results, without .json "
                                               "(default: classifier_label_efficiency[_quick])")
     args = ap.parse_args(argv)
