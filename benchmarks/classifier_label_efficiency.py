@@ -169,7 +169,7 @@ def run_strategy(strategy: str, data, images, pool, test, evaluate, acq_kwargs, 
         acq_kwargs = {**acq_kwargs, "questions": [question]}
     if name == "random":
         acq_kwargs = {"seed": seed}
-    elif name not in ("bald", "entropy"):                    # only the vote-outcome functions count votes
+    elif name not in ("bald", "bald-balanced", "entropy"):   # only the vote-outcome functions count votes
         acq_kwargs = {k: v for k, v in acq_kwargs.items() if k != "total_votes"}
     acq = create_acquisition(name, **acq_kwargs)
     curve, previous = [], ""

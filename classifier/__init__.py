@@ -11,7 +11,8 @@ Morphology
     score(model|checkpoint|path, images, ids, *, n_samples, acquisition, tta) -> Scores
     similar(query, embeddings, k), knn_anomaly(embeddings, reference)
 Acquisition
-    create_acquisition("bald"|"entropy"|"margin"|"random") -> fn; fn(concentrations, tree) -> (B,) scores;
+    create_acquisition("bald"|"bald-balanced"|"entropy"|"margin"|"random") -> fn;
+    fn(concentrations, tree) -> (B,) scores;
     fn.select(ids, scores, k, embeddings) -> k ids
 Clumps
     create_detector(name, ...), DetectorConfig, DetectionData, fit_detector(config, data) -> Checkpoint,

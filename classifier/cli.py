@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--catalog", required=True, help="CAT.csv: id_str, file_loc")
     s.add_argument("--images", required=True)
     s.add_argument("--out", required=True, help="SCORES.csv")
-    s.add_argument("--acquisition", default="bald", help="bald, entropy, margin, random or none")
+    s.add_argument("--acquisition", default="bald",
+                   help="bald, bald-balanced (every question its share of the top), entropy, margin, random or none")
     s.add_argument("--samples", type=int, default=5, help="MC-dropout samples per galaxy")
     s.add_argument("--tta", action="store_true", help="average over the 8 dihedral views")
     s.add_argument("--batch-size", type=int, default=256)

@@ -39,6 +39,9 @@ class Scores:
     columns : the tree's answer columns (A,)
     fractions : float32 (n, A), predicted vote fraction per answer, mean over the MC samples
     acquisition : float32 (n,) or None; higher = more informative (``acquisition_name`` says which)
+    acquisition_parts : float32 (n, P) or None; for a pool-relative acquisition (``bald-balanced``), the
+        per-galaxy parts its score combines over the pool, so that a caller scoring a pool in chunks can
+        combine them over the whole pool (:meth:`Acquisition.combine`)
     embeddings : float32 (n, D), L2-normalised pooled features (mean over views with ``tta``), or None
     anomaly : float32 (n,) or None; mean cosine distance to the k nearest reference embeddings
     concentrations : float32 (S, n, A) or None; the raw MC samples when ``keep_samples`` was asked
@@ -49,6 +52,7 @@ class Scores:
     fractions: np.ndarray
     acquisition: np.ndarray | None = None
     acquisition_name: str = ""
+    acquisition_parts: np.ndarray | None = None
     embeddings: np.ndarray | None = None
     anomaly: np.ndarray | None = None
     concentrations: np.ndarray | None = None
@@ -129,6 +133,7 @@ def score(model, images: ImageInput, ids: Sequence[str] | None = None, *, n_samp
     acq_scores = np.empty(n, dtype=np.float32) if acq is not None else None
     emb_out = np.empty((n, model.num_features), dtype=np.float32) if (embeddings or anomaly) else None
     samples = np.empty((n_samples, n, layout.n_answers), dtype=np.float32) if keep_samples else None
+    parts = None             # (n, P) parts of a pool-relative acquisition, combined after the last batch
 
     loader = image_batches(images, image_size, batch_size, crop_fraction=crop_fraction, num_workers=num_workers,
                            pin_memory=device.type == "cuda" and not is_array(images))
@@ -148,7 +153,12 @@ def score(model, images: ImageInput, ids: Sequence[str] | None = None, *, n_samp
             conc = model.sample(feats, n_samples)
         conc, feats = conc.float(), feats.float()
         fractions[lo:lo + b] = layout.fractions(conc).mean(0).cpu().numpy()
-        if acq is not None:
+        if acq is not None and acq.pool_relative:
+            p = acq.parts(conc, layout).cpu().numpy()
+            if parts is None:
+                parts = np.empty((n, p.shape[1]), dtype=np.float32)
+            parts[lo:lo + b] = p
+        elif acq is not None:
             acq_scores[lo:lo + b] = acq(conc, layout).cpu().numpy()
         if emb_out is not None:
             emb_out[lo:lo + b] = F.normalize(feats, dim=-1).cpu().numpy()
@@ -156,9 +166,11 @@ def score(model, images: ImageInput, ids: Sequence[str] | None = None, *, n_samp
             samples[:, lo:lo + b] = conc.cpu().numpy()
         lo += b
 
+    if parts is not None:
+        acq_scores = acq.combine(parts)
     anomaly_scores = knn_anomaly(emb_out, anomaly_reference, k=anomaly_k, device=device) if anomaly else None
     return Scores(ids=ids, columns=layout.columns, fractions=fractions, acquisition=acq_scores,
-                  acquisition_name=acq.name if acq is not None else "",
+                  acquisition_name=acq.name if acq is not None else "", acquisition_parts=parts,
                   embeddings=emb_out if embeddings else None, anomaly=anomaly_scores, concentrations=samples)
 
 

@@ -44,6 +44,7 @@ def test_bald_is_zero_when_all_samples_agree(tree_name, short_tree, decals_tree)
     one = 1 + 100 * torch.rand(1, 6, len(tree.columns))
     agree = one.expand(5, 6, len(tree.columns)).contiguous()
     assert torch.all(create_acquisition("bald")(agree, tree).abs() < 1e-5)
+    assert torch.all(create_acquisition("bald-balanced")(agree, tree) == 0)
 
 
 def test_bald_grows_with_disagreement(short_tree):
@@ -97,6 +98,45 @@ def test_unreachable_questions_do_not_count(decals_tree):
     unweighted = float(create_acquisition("bald", questions=["spiral-arm-count"])(s, flat))
     assert unweighted > 0.1
     assert float(create_acquisition("bald")(s, decals_tree)) < 0.05 * unweighted
+
+
+def test_balanced_bald_gives_every_question_its_share_of_a_batch(short_tree):
+    """Disagreement about smooth-or-featured (three answers, wide) outweighs any about spiral arms (two
+    answers, narrow) in nats, so plain BALD's top 4 are all of the first kind; the balanced version takes
+    the two most informative galaxies of each question (both questions are reached by every galaxy)."""
+    alpha = torch.full((20, len(short_tree.columns)), 10.0, dtype=torch.float64)
+    conc = samples_around(alpha, 0.0).clone()
+    sf, sp = short_tree.question_slices["smooth-or-featured"], short_tree.question_slices["has-spiral-arms"]
+    spreads = torch.linspace(0.5, 1.0, 10, dtype=torch.float64)
+    for i in range(10):
+        conc[:, i, sf] = samples_around(alpha[i:i + 1, sf], float(spreads[i]), seed=i)[:, 0]
+        conc[:, 10 + i, sp] = samples_around(alpha[i:i + 1, sp], float(spreads[i]) / 5, seed=i)[:, 0]
+    ids = np.arange(20)
+    bald = create_acquisition("bald")
+    assert set(bald.select(ids, bald(conc, short_tree), 4)) <= set(range(10))
+    balanced = create_acquisition("bald-balanced")
+    scores = balanced(conc, short_tree)
+    assert scores.shape == (20,) and float(scores.min()) >= 0 and float(scores.max()) == 1
+    chosen = set(balanced.select(ids, scores, 4))
+    per_question = create_acquisition("bald", questions=["has-spiral-arms"])(conc, short_tree)
+    best_spiral = set(np.argsort(-per_question.numpy())[:2])
+    best_smooth = set(np.argsort(-bald(conc, short_tree).numpy())[:2])
+    assert chosen == best_spiral | best_smooth and best_spiral <= set(range(10, 20))
+
+
+def test_balanced_bald_shares_follow_how_often_a_question_is_answered():
+    """Question 0 is answered by all 100 galaxies, question 1 by half of them: a batch of 30 holds about
+    20 of question 0's most informative galaxies and 10 of question 1's, whatever the scale of each."""
+    rng = np.random.default_rng(0)
+    n = 100
+    info, reach = np.zeros((n, 2)), np.zeros((n, 2))
+    reach[:, 0], reach[50:, 1] = 1.0, 1.0
+    info[:, 0], info[50:, 1] = rng.uniform(0, 10, n), rng.uniform(0, 0.01, 50)
+    scores = create_acquisition("bald-balanced").combine(np.concatenate([info, reach], 1))
+    top = set(np.argsort(-scores)[:30])
+    assert set(np.argsort(-info[:, 0])[:18]) <= top and set(np.argsort(-info[:, 1])[:8]) <= top
+    assert len(top & set(np.argsort(-info[:, 0])[:24])) <= 24 and len(top & set(range(50))) < 20
+    assert create_acquisition("bald-balanced").combine(np.zeros((3, 4))).tolist() == [0, 0, 0]
 
 
 def test_margin_prefers_close_calls():

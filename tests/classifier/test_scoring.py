@@ -42,6 +42,20 @@ def test_score_outputs(model):
          np.repeat(s.concentrations[..., 3:].sum(-1, keepdims=True), 2, -1)], -1)).mean(0), rtol=1e-5)
 
 
+def test_a_pool_relative_acquisition_is_combined_over_every_batch(model):
+    """bald-balanced ranks each galaxy against the whole pool, not against its batch of 3."""
+    from classifier.acquisition import create_acquisition
+
+    images, _ = blob_images(10, 32)
+    torch.manual_seed(0)
+    s = score(model, images, n_samples=4, image_size=32, device="cpu", batch_size=3, keep_samples=True,
+              acquisition="bald-balanced", anomaly=False)
+    assert s.acquisition_name == "bald-balanced" and s.acquisition_parts.shape == (10, 4)
+    whole = create_acquisition("bald-balanced")(torch.as_tensor(s.concentrations), model.layout).numpy()
+    np.testing.assert_allclose(s.acquisition, whole, atol=1e-6)
+    assert sorted(s.acquisition[s.acquisition > 0]) == pytest.approx(np.arange(1, 11)[-(s.acquisition > 0).sum():] / 10)
+
+
 def test_scores_csv_has_the_fixed_columns(tmp_path, model):
     images, _ = blob_images(4, 32)
     s = score(model, images, ["a", "b", "c", "d"], image_size=32, device="cpu", acquisition="margin")

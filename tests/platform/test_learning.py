@@ -315,3 +315,54 @@ def test_retrain_skips_without_enough_labels():
     result = retrain_run(project_id=project.pk, kind="morphology")
     assert "skipped" in result
     assert Job.objects.get(project=project).status == Job.Status.SKIPPED
+
+
+def test_a_pool_relative_acquisition_ranks_every_active_subject_against_all_the_others(monkeypatch, tmp_path):
+    """bald-balanced gives every question its share of the pool's most informative galaxies, so its scores
+    depend on the whole pool: scored in chunks of 5, the parts of all 12 active subjects are combined once
+    (not chunk by chunk), retired calibration subjects are left out, and the priorities follow."""
+    import torch
+    from django.core.files import File
+
+    import classifier
+    from classifier.acquisition import BalancedBALD
+    from zooplatform.galaxies.services import subject_retire
+    from zooplatform.learning.services import scoring
+    from zooplatform.workflows.selectors import workflow_version_current
+
+    project = ProjectFactory()
+    LearningSettings.objects.create(project=project, acquisition="bald-balanced", mc_samples=4, machine_enabled=False)
+    tree = workflow_version_current(project=project).decision_tree
+    torch.manual_seed(0)
+    model = classifier.create_model("test_convnext_tree", tree=tree, dropout_rate=0.5)
+    ckpt = classifier.Checkpoint(kind="morphology", model_name="test_convnext_tree", model_args=dict(model.model_args),
+                                 state_dict={k: v.detach().clone() for k, v in model.state_dict().items()},
+                                 config={"image_size": 32, "crop_fraction": 1.0})
+    version = ModelVersion.objects.create(project=project, kind="morphology", architecture="test_convnext_tree",
+                                          status="ready", promoted=True)
+    with open(ckpt.save(tmp_path / "m.pt"), "rb") as fh:
+        version.checkpoint.save("m.pt", File(fh))
+    active = [SubjectFactory(subject_set__project=project) for _ in range(12)]
+    for _ in range(3):
+        subject_retire(subject=SubjectFactory(subject_set__project=project), reason="consensus", n_classifications=5,
+                       label={"answers": path(SMOOTH)})
+
+    calls = []
+    real_combine = BalancedBALD.combine
+
+    def combine(self, parts):
+        calls.append(parts.shape)
+        return real_combine(self, parts)
+
+    monkeypatch.setattr(BalancedBALD, "combine", combine)
+    monkeypatch.setattr(scoring, "BATCH", 5)
+    result = scoring.model_score(model_version_id=version.pk)
+    assert result["scored"] == 15 and result["prioritised"] == 12
+    # score() combines each chunk of 5 on its own; the platform ignores that and combines the 12 active ones
+    assert calls == [(5, 2 * len(tree.questions))] * 3 + [(12, 2 * len(tree.questions))]
+    acq = dict(Prediction.objects.filter(model_version=version).values_list("subject_id", "acquisition"))
+    on_active = np.array([acq[s.pk] for s in active])
+    assert sorted(on_active[on_active > 0]) == pytest.approx((np.arange(12) + 1)[12 - (on_active > 0).sum():] / 12)
+    assert [a for pk, a in acq.items() if pk not in {s.pk for s in active}] == [None] * 3
+    priority = dict(Subject.objects.filter(pk__in=[s.pk for s in active]).values_list("pk", "priority"))
+    assert np.argmax([priority[s.pk] for s in active]) == np.argmax(on_active)

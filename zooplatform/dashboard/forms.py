@@ -90,7 +90,9 @@ class LearningSettingsForm(forms.Form):
     retrain_after_retirements = forms.IntegerField(min_value=1, max_value=10_000_000, label="Retrain after new retirements")
     retrain_interval_hours = forms.FloatField(min_value=0.01, max_value=24 * 365, label="Retrain at least every (hours)")
     min_training_subjects = forms.IntegerField(min_value=1, max_value=10_000_000, label="Minimum labelled subjects to train")
-    acquisition = forms.CharField(max_length=32, label="Acquisition function", help_text="bald, entropy, margin or random")
+    acquisition = forms.CharField(max_length=32, label="Acquisition function",
+                                  help_text="bald, bald-balanced (every question gets its share of each batch), "
+                                            "entropy, margin or random")
     mc_samples = forms.IntegerField(min_value=1, max_value=100, label="MC-dropout passes when scoring")
     hard_after_votes = forms.IntegerField(
         min_value=1, max_value=10_000, label="Hard after votes",

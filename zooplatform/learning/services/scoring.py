@@ -2,7 +2,9 @@
 
 1. MC-dropout predictions of every active subject (plus gold and retired subjects, whose known answers
    calibrate the machine agent): vote fractions, the acquisition score (BALD by default), an anomaly
-   score and the embedding for "more galaxies like this one".
+   score and the embedding for "more galaxies like this one". A pool-relative acquisition
+   (``bald-balanced``, which gives every question its share of the most informative galaxies) is
+   combined over all the active subjects once the last chunk is scored.
 2. Priorities: the acquisition scores of active subjects, as percentile ranks in [0, 1], become
    ``Subject.priority``, and the selector's queue is refreshed, so volunteers see the most informative
    galaxies next. Subjects the model has not scored keep priority 0.5 (the middle).
@@ -34,14 +36,15 @@ CALIBRATION_RETIRED = 5000  # most recent retired subjects scored for the machin
 BATCH = 512
 
 
-def _subjects_to_score(project_id: int) -> list[Subject]:
+def _subjects_to_score(project_id: int) -> tuple[list[Subject], int]:
+    """The subjects to score, active ones first, and how many are active."""
     # Gold subjects never retire, so they are among the active ones.
     active = list(Subject.objects.filter(project_id=project_id, state=Subject.State.ACTIVE).only("pk", "image"))
     retired = list(Subject.objects.filter(project_id=project_id, state=Subject.State.RETIRED, gold__isnull=True,
                                           retirement__reason__in=[Retirement.Reason.CONSENSUS, Retirement.Reason.VOTE_CAP,
                                                                   Retirement.Reason.EXPERT])
                    .order_by("-retirement__retired_at").only("pk", "image")[:CALIBRATION_RETIRED])
-    return active + retired
+    return active + retired, len(active)
 
 
 def model_score(*, model_version_id: int, progress=None) -> dict:
@@ -55,9 +58,10 @@ def model_score(*, model_version_id: int, progress=None) -> dict:
     settings = learning_settings_get(project_id=version.project_id)
     checkpoint = classifier.Checkpoint.load(version.checkpoint.path)
     model = checkpoint.build()
-    subjects = _subjects_to_score(version.project_id)
+    subjects, n_active = _subjects_to_score(version.project_id)
     n = len(subjects)
     columns = None
+    pool_parts = []     # a pool-relative acquisition's parts of the active subjects, combined over all of them
     for start in range(0, n, BATCH):
         chunk = subjects[start:start + BATCH]
         scores = classifier.score(
@@ -66,22 +70,38 @@ def model_score(*, model_version_id: int, progress=None) -> dict:
             image_size=checkpoint.config.get("image_size"), crop_fraction=checkpoint.config.get("crop_fraction", 1.0),
             device=None, anomaly=False)
         columns = scores.columns
+        pool_relative = scores.acquisition_parts is not None
+        if pool_relative:
+            pool_parts.append(scores.acquisition_parts[:max(0, n_active - start)])
         rows = []
         for i, s in enumerate(chunk):
             rows.append(Prediction(
                 subject_id=s.pk, model_version=version,
                 fractions={c: round(float(v), 5) for c, v in zip(columns, scores.fractions[i])},
-                acquisition=float(scores.acquisition[i]) if scores.acquisition is not None else None,
+                acquisition=(float(scores.acquisition[i]) if scores.acquisition is not None and not pool_relative
+                             else None),
                 embedding=scores.embeddings[i].astype(np.float16).tobytes() if scores.embeddings is not None else None))
         Prediction.objects.bulk_create(rows, update_conflicts=True, unique_fields=["subject", "model_version"],
                                        update_fields=["fractions", "acquisition", "embedding"])
         progress(0.05 + 0.7 * min(1.0, (start + len(chunk)) / max(n, 1)), f"scored {start + len(chunk)} of {n}")
 
+    if pool_parts:
+        _pool_acquisition_write(version, subjects[:n_active], classifier.create_acquisition(settings.acquisition),
+                                np.concatenate(pool_parts))
     anomalies = _anomaly_scores(version)
     priorities = subject_priorities_update(model_version=version)
     progress(0.85, "priorities updated")
     retired = machine_evidence_apply(model_version=version) if settings.machine_enabled else {}
     return json_safe({"scored": n, "prioritised": priorities, "anomalies": anomalies, "machine_retired": retired})
+
+
+def _pool_acquisition_write(version: ModelVersion, active: list[Subject], acquisition, parts: np.ndarray) -> None:
+    """A pool-relative acquisition (``bald-balanced``) ranks each galaxy against the others: combine the
+    parts of every active subject, scored chunk by chunk, into their acquisition scores."""
+    combined = acquisition.combine(parts)
+    pks = dict(Prediction.objects.filter(model_version=version).values_list("subject_id", "pk"))
+    Prediction.objects.bulk_update([Prediction(pk=pks[s.pk], acquisition=float(a)) for s, a in zip(active, combined)],
+                                   ["acquisition"], batch_size=2000)
 
 
 def _anomaly_scores(version: ModelVersion) -> int:
