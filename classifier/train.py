@@ -45,6 +45,9 @@ class TrainConfig:
     amp, channels_last, compile : None = on where it pays (CUDA), or force True/False.
     max_steps : stop after this many optimizer steps (0 = only ``epochs`` limits the run).
     patience : early stopping after this many epochs without a better validation loss.
+    min_delta : a validation loss is better only if it is lower than the best so far by more than this
+        fraction of it; differences in the last digits (with nothing learnt, the loss of a tiny model moved
+        by 5e-7 of itself from epoch to epoch) must not reset the patience or replace the best weights.
     init_checkpoint : start from the weights of a morphology checkpoint (same backbone); its head is kept
         when the tree is the same, else re-initialised.
     """
@@ -62,6 +65,7 @@ class TrainConfig:
     dropout_rate: float = 0.2
     drop_path_rate: float = 0.0
     patience: int = 8
+    min_delta: float = 1e-4
     val_fraction: float = 0.1
     seed: int = 0
     device: str = "auto"
@@ -315,7 +319,8 @@ def fit(config: TrainConfig, data: GalaxyData, *, out_dir: str | Path | None = N
         if len(val_idx):
             val = evaluate(net, images, votes, val_idx, batch_size=config.batch_size, device=device, speed=speed)
             record["val_loss"] = val["val_loss"]
-            improved = val["val_loss"] < state["best_val"]
+            best = state["best_val"]
+            improved = not math.isfinite(best) or val["val_loss"] < best - config.min_delta * abs(best)
         else:
             val, improved = {}, True
         state["epoch"] = epoch + 1
