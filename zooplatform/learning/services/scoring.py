@@ -61,16 +61,17 @@ def model_score(*, model_version_id: int, progress=None) -> dict:
     subjects, n_active = _subjects_to_score(version.project_id)
     n = len(subjects)
     columns = None
+    acquisition = classifier.create_acquisition(settings.acquisition)
+    pool_relative = acquisition.pool_relative
     pool_parts = []     # a pool-relative acquisition's parts of the active subjects, combined over all of them
     for start in range(0, n, BATCH):
         chunk = subjects[start:start + BATCH]
         scores = classifier.score(
             model, [subject_image_path(s) for s in chunk], [str(s.pk) for s in chunk],
-            n_samples=settings.mc_samples, acquisition=settings.acquisition,
+            n_samples=settings.mc_samples, acquisition=acquisition,
             image_size=checkpoint.config.get("image_size"), crop_fraction=checkpoint.config.get("crop_fraction", 1.0),
             device=None, anomaly=False)
         columns = scores.columns
-        pool_relative = scores.acquisition_parts is not None
         if pool_relative:
             pool_parts.append(scores.acquisition_parts[:max(0, n_active - start)])
         rows = []
@@ -78,16 +79,14 @@ def model_score(*, model_version_id: int, progress=None) -> dict:
             rows.append(Prediction(
                 subject_id=s.pk, model_version=version,
                 fractions={c: round(float(v), 5) for c, v in zip(columns, scores.fractions[i])},
-                acquisition=(float(scores.acquisition[i]) if scores.acquisition is not None and not pool_relative
-                             else None),
+                acquisition=None if pool_relative else float(scores.acquisition[i]),    # pool-relative: below
                 embedding=scores.embeddings[i].astype(np.float16).tobytes() if scores.embeddings is not None else None))
         Prediction.objects.bulk_create(rows, update_conflicts=True, unique_fields=["subject", "model_version"],
                                        update_fields=["fractions", "acquisition", "embedding"])
         progress(0.05 + 0.7 * min(1.0, (start + len(chunk)) / max(n, 1)), f"scored {start + len(chunk)} of {n}")
 
-    if pool_parts:
-        _pool_acquisition_write(version, subjects[:n_active], classifier.create_acquisition(settings.acquisition),
-                                np.concatenate(pool_parts))
+    if pool_relative and n_active:
+        _pool_acquisition_write(version, subjects[:n_active], acquisition, np.concatenate(pool_parts))
     anomalies = _anomaly_scores(version)
     priorities = subject_priorities_update(model_version=version)
     progress(0.85, "priorities updated")
