@@ -130,9 +130,9 @@ class Acquisition:
     questions : restrict the score to these question names (default: every question, weighted by reach).
 
     Most functions score each galaxy on its own. A *pool-relative* one (``pool_relative = True``) scores a
-    galaxy against the rest of the pool: it computes ``parts(concentrations, tree) -> (B, P)`` batch by
-    batch and ``combine(parts of the whole pool (n, P)) -> (n,)`` once at the end (:func:`score` does
-    that). Calling it on one batch treats that batch as the pool.
+    galaxy against the rest of the pool: it defines ``parts(concentrations, tree) -> (B, P)``, computed batch
+    by batch, and ``combine(parts of the whole pool (n, P)) -> (n,)``, called once at the end (:func:`score`
+    does that). Calling it on one batch treats that batch as the pool.
     """
 
     name = ""
@@ -165,14 +165,6 @@ class Acquisition:
 
     def __call__(self, concentrations: torch.Tensor, tree) -> torch.Tensor:
         raise NotImplementedError
-
-    def parts(self, concentrations: torch.Tensor, tree) -> torch.Tensor:
-        """(B, P) per-galaxy parts of the score; for a galaxy-by-galaxy function, the score itself (P = 1)."""
-        return self(concentrations, tree)[:, None]
-
-    def combine(self, parts) -> np.ndarray:
-        """Scores (n,) of a whole pool from its :meth:`parts` (n, P)."""
-        return np.asarray(parts, dtype=np.float32)[:, 0]
 
     def select(self, ids: Sequence[str], scores, k: int, embeddings=None, *, pool_factor: int = 4,
                seed: int = 0) -> np.ndarray:
