@@ -63,7 +63,8 @@ seeds; 0.8392 and 0.8419 vs random's 0.8311 at 900), both losing on how-rounded 
 curve moving by up to 0.035 from one round to the next. On the balanced mix, whole-tree BALD stays within 0.01
 of random at every round, slightly behind until the last (0.8053 vs 0.8052 at 900 labels). The ring set's
 random curve is flat from 40 to 232 labels (0.62-0.69 on 94 test galaxies), so no strategy can show a saving
-there.
+there: the model's ceiling with all 376 labels is about 0.68, and neither 128 px nor fine-tuning from a model
+pretrained on synthetic galaxies raised it (``classifier_realdata_cv.py``).
 """
 from __future__ import annotations
 
