@@ -61,7 +61,12 @@ pair on the true path: on the survey mix, 70 % of them are smooth-or-featured, h
 spirals, where BALD's held none and 81), yet on the survey mix it saved 14 % of the labels and BALD 8 % (3
 seeds; 0.8392 and 0.8419 vs random's 0.8311 at 900), both losing on how-rounded (0.88 vs 0.96), with a seed's
 curve moving by up to 0.035 from one round to the next. On the balanced mix, whole-tree BALD stays within 0.01
-of random at every round, slightly behind until the last (0.8053 vs 0.8052 at 900 labels). The ring set's
+of random at every round, slightly behind until the last (0.8053 vs 0.8052 at 900 labels). Why how-rounded
+resists: on the survey mix three random labels in four are ellipticals, so random is already aimed at it.
+BALD aimed at how-rounded alone (2 seeds, ``--strategies random bald:how-rounded``, 2,710 s) led random by
+0.20 at 200 labels (0.79 vs 0.59) and 0.04 at 500, but both end near 0.96, and it needed 782 labels for
+random's 900-label 0.958: 13 % fewer (random's 300- and 500-label values: 39 % and 23 % fewer), while the
+rest of the tree fell (whole tree 0.796 vs 0.831). The ring set's
 random curve is flat from 40 to 232 labels (0.62-0.69 on 94 test galaxies), so no strategy can show a saving
 there: the model's ceiling with all 376 labels is about 0.68, and neither 128 px nor fine-tuning from a model
 pretrained on synthetic galaxies raised it (``classifier_realdata_cv.py``).
