@@ -66,7 +66,9 @@ resists: on the survey mix three random labels in four are ellipticals, so rando
 BALD aimed at how-rounded alone (2 seeds, ``--strategies random bald:how-rounded``, 2,710 s) led random by
 0.20 at 200 labels (0.79 vs 0.59) and 0.04 at 500, but both end near 0.96, and it needed 782 labels for
 random's 900-label 0.958: 13 % fewer (random's 300- and 500-label values: 39 % and 23 % fewer), while the
-rest of the tree fell (whole tree 0.796 vs 0.831). The ring set's
+rest of the tree fell (whole tree 0.796 vs 0.831). Spreading ``bald-balanced``'s batches out in embedding
+space did not help either (``bald-balanced+diverse``, the same 2 seeds, 1,062 s with random's curves reused:
+0.8299 vs 0.8305 at 900, never reaching it; how-rounded 0.89 again). The ring set's
 random curve is flat from 40 to 232 labels (0.62-0.69 on 94 test galaxies), so no strategy can show a saving
 there: the model's ceiling with all 376 labels is about 0.68, and neither 128 px nor fine-tuning from a model
 pretrained on synthetic galaxies raised it (``classifier_realdata_cv.py``).
