@@ -59,11 +59,6 @@ CONFIGS = {
     "test_resnet_tree": TrainConfig(model="test_resnet_tree", image_size=64, crop_fraction=0.75, batch_size=32,
                                     epochs=60, patience=12, lr=2e-3, weight_decay=0.05, val_fraction=0.15,
                                     dropout_rate=0.2, device="cpu", progress=False),
-    # the same at twice the resolution (a pixel is 2.5 of the 424 px cutout's, where 64 px gives 5): is a
-    # ring's faint outer structure lost at 64 px?
-    "test_resnet_tree_128": TrainConfig(model="test_resnet_tree", image_size=128, crop_fraction=0.75, batch_size=32,
-                                        epochs=60, patience=12, lr=2e-3, weight_decay=0.05, val_fraction=0.15,
-                                        dropout_rate=0.2, device="cpu", progress=False),
     # ResNet-18 (11 M parameters), one of the production backbones, at the same resolution
     "resnet18_tree": TrainConfig(model="resnet18_tree", image_size=64, crop_fraction=0.75, batch_size=32,
                                  epochs=40, patience=10, lr=1e-3, weight_decay=0.05, val_fraction=0.15,
@@ -74,6 +69,9 @@ CONFIGS = {
                                       epochs=60, patience=12, lr=2e-3, weight_decay=0.05, val_fraction=0.15,
                                       dropout_rate=0.2, device="cpu", progress=False),
 }
+# the test ResNet at twice the resolution (a pixel is 2.5 of the 424 px cutout's, where 64 px gives 5): is a
+# ring's faint outer structure lost at 64 px?
+CONFIGS["test_resnet_tree_128"] = dataclasses.replace(CONFIGS["test_resnet_tree"], image_size=128)
 DEFAULT_MODELS = ["test_resnet_tree", "resnet18_tree"]
 
 
@@ -112,6 +110,40 @@ def evaluate_fold(fractions: np.ndarray, cat, test: np.ndarray, train: np.ndarra
             "rmse_mean_baseline": float(np.sqrt(((base - true) ** 2).mean()))}
 
 
+def cross_validate(label: str, cfg: TrainConfig, init: str, pretraining: dict | None, data, cat,
+                   splits: list[np.ndarray], raw: dict, out_name: str) -> dict:
+    """Train and score ``cfg`` (fine-tuned from ``init`` when given) on every fold, recording each fold in
+    ``raw[label]`` (saved as it goes) and returning the table row of means and standard deviations."""
+    images = data.image_array(cfg.image_size, crop_fraction=cfg.crop_fraction)
+    per_fold = []
+    for k, test in enumerate(splits):
+        train = np.setdiff1d(np.arange(len(data)), test)
+        t0 = time.perf_counter()
+        ckpt = fit(dataclasses.replace(cfg, init_checkpoint=init), data.subset(train))
+        t_fit = time.perf_counter() - t0
+        result = {"fold": k, "fit_s": t_fit, "epochs": ckpt.metrics["epochs_run"],
+                  "best_epoch": ckpt.metrics["best_epoch"], "inner_val_loss": ckpt.metrics["val_loss"]}
+        for tta in (False, True):
+            torch.manual_seed(k)
+            s = score(ckpt, images[test], data.ids[test], n_samples=5, acquisition=None, tta=tta,
+                      anomaly=False, embeddings=False, device="cpu", batch_size=128)
+            m = evaluate_fold(s.fractions, cat, test, train)
+            result.update({(f"{key}_tta" if tta else key): v for key, v in m.items()})
+        per_fold.append(result)
+        raw[label] = {"config": cfg.to_dict(), "pretraining": pretraining, "folds": per_fold}
+        save(out_name, {"results": raw, "complete": False})      # partial results survive a killed run
+        print(f"  {label} fold {k}: acc {result['accuracy']:.3f} auc {result['auc']:.3f} "
+              f"rmse {result['rmse']:.3f} (mean-baseline {result['rmse_mean_baseline']:.3f}) | "
+              f"tta acc {result['accuracy_tta']:.3f} auc {result['auc_tta']:.3f} rmse {result['rmse_tta']:.3f} | "
+              f"{result['epochs']} epochs, {t_fit:.0f} s", flush=True)
+    row = {"model": label, "px": cfg.image_size}
+    for key in ("accuracy", "auc", "rmse", "rmse_mean_baseline", "accuracy_tta", "auc_tta", "rmse_tta"):
+        v = np.array([f[key] for f in per_fold])
+        row[key] = f"{v.mean():.3f} ± {v.std():.3f}"
+    row["fit s/fold"] = f"{np.mean([f['fit_s'] for f in per_fold]):.0f}"
+    return row
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(CONFIGS))
@@ -134,49 +166,20 @@ def main(argv=None) -> None:
         splits = splits[:2]
     rows, raw = [], {}
     out_name = args.out or "classifier_realdata_cv" + ("_quick" if args.quick else "")
-    tmp = tempfile.TemporaryDirectory()
-    runs = []                                   # (label, config, checkpoint to fine-tune from or "")
-    for name in models:
-        cfg = CONFIGS[name]
-        if args.quick:
-            cfg = dataclasses.replace(cfg, epochs=10)
-        runs.append((name, cfg, ""))
-        if args.pretrain_synthetic:
-            path, info = pretrain(cfg, args.pretrain_synthetic, Path(tmp.name) / name, args.seed)
-            print(f"  {name}: pretrained on {info['galaxies']} synthetic galaxies in {info['seconds']:.0f} s "
-                  f"({info['epochs']} epochs, validation loss {info['val_loss']:.3f})", flush=True)
-            runs.append((f"{name}+synthetic", cfg, path))
-            raw[f"{name}+synthetic"] = {"pretraining": info}
-    for label, cfg, init in runs:
-        images = data.image_array(cfg.image_size, crop_fraction=cfg.crop_fraction)
-        per_fold = []
-        for k, test in enumerate(splits):
-            train = np.setdiff1d(np.arange(len(data)), test)
-            t0 = time.perf_counter()
-            ckpt = fit(dataclasses.replace(cfg, init_checkpoint=init), data.subset(train))
-            t_fit = time.perf_counter() - t0
-            result = {"fold": k, "fit_s": t_fit, "epochs": ckpt.metrics["epochs_run"],
-                      "best_epoch": ckpt.metrics["best_epoch"], "inner_val_loss": ckpt.metrics["val_loss"]}
-            for tta in (False, True):
-                torch.manual_seed(k)
-                s = score(ckpt, images[test], data.ids[test], n_samples=5, acquisition=None, tta=tta,
-                          anomaly=False, embeddings=False, device="cpu", batch_size=128)
-                m = evaluate_fold(s.fractions, cat, test, train)
-                result.update({(f"{key}_tta" if tta else key): v for key, v in m.items()})
-            per_fold.append(result)
-            raw[label] = {**raw.get(label, {}), "config": cfg.to_dict(), "folds": per_fold}
-            save(out_name, {"results": raw, "complete": False})      # partial results survive a killed run
-            print(f"  {label} fold {k}: acc {result['accuracy']:.3f} auc {result['auc']:.3f} "
-                  f"rmse {result['rmse']:.3f} (mean-baseline {result['rmse_mean_baseline']:.3f}) | "
-                  f"tta acc {result['accuracy_tta']:.3f} auc {result['auc_tta']:.3f} rmse {result['rmse_tta']:.3f} | "
-                  f"{result['epochs']} epochs, {t_fit:.0f} s", flush=True)
-        row = {"model": label, "px": cfg.image_size}
-        for key in ("accuracy", "auc", "rmse", "rmse_mean_baseline", "accuracy_tta", "auc_tta", "rmse_tta"):
-            v = np.array([f[key] for f in per_fold])
-            row[key] = f"{v.mean():.3f} ± {v.std():.3f}"
-        row["fit s/fold"] = f"{np.mean([f['fit_s'] for f in per_fold]):.0f}"
-        rows.append(row)
-    tmp.cleanup()
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = []                           # (label, config, checkpoint to fine-tune from or "", pretraining)
+        for name in models:
+            cfg = CONFIGS[name]
+            if args.quick:
+                cfg = dataclasses.replace(cfg, epochs=10)
+            runs.append((name, cfg, "", None))
+            if args.pretrain_synthetic:
+                path, info = pretrain(cfg, args.pretrain_synthetic, Path(tmp) / name, args.seed)
+                print(f"  {name}: pretrained on {info['galaxies']} synthetic galaxies in {info['seconds']:.0f} s "
+                      f"({info['epochs']} epochs, validation loss {info['val_loss']:.3f})", flush=True)
+                runs.append((f"{name}+synthetic", cfg, path, info))
+        for label, cfg, init, pretraining in runs:
+            rows.append(cross_validate(label, cfg, init, pretraining, data, cat, splits, raw, out_name))
     print()
     print(table(rows, ["model", "px", "accuracy", "auc", "rmse", "rmse_mean_baseline", "accuracy_tta", "auc_tta",
                        "rmse_tta", "fit s/fold"]))
