@@ -9,6 +9,7 @@ Morphology
     TrainConfig.preset("tiny"|"small"|"base", **overrides), GalaxyData(ids, images, votes, tree, val_ids)
     fit(config, data, *, out_dir, resume, callback) -> Checkpoint     (metrics["val_loss"]: lower is better)
     score(model|checkpoint|path, images, ids, *, n_samples, acquisition, tta) -> Scores
+    score_chunks(..., chunk_size) -> Scores of consecutive chunks, through one loader
     similar(query, embeddings, k), knn_anomaly(embeddings, reference)
 Acquisition
     create_acquisition("bald"|"bald-balanced"|"entropy"|"margin"|"random") -> fn;
@@ -32,7 +33,7 @@ _EXPORTS = {
     "create_model": "models", "list_models": "models", "register_model": "models", "TreeModel": "models",
     "TrainConfig": "train", "fit": "train", "evaluate": "train",
     "GalaxyData": "data", "load_images": "data", "read_catalog": "data",
-    "score": "scoring", "Scores": "scoring", "similar": "scoring", "knn_anomaly": "scoring",
+    "score": "scoring", "score_chunks": "scoring", "Scores": "scoring", "similar": "scoring", "knn_anomaly": "scoring",
     "create_acquisition": "acquisition", "list_acquisitions": "acquisition", "Acquisition": "acquisition",
     "select_top_k": "acquisition",
     "create_detector": "detection", "list_detectors": "detection", "DetectorConfig": "detection",

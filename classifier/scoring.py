@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -87,6 +87,87 @@ def _as_model(model) -> tuple[TreeModel, dict]:
     return model, {}
 
 
+def default_workers(device: torch.device, images: ImageInput) -> int:
+    """Image-decoding processes for scoring: for paths on CUDA, every core this process may use but one
+    (the main process feeds the GPU), at most 32; 0 for arrays or on the CPU, where the model needs the cores.
+
+    Decoding is what limits scoring on a GPU. One core decodes and resizes about 330-390 real 424 px DECaLS JPEGs
+    or 130 PNGs a second to 224 px (``benchmarks/classifier_input_pipeline.py``), so a million galaxies in
+    ten minutes (1,667 a second) needs about 5 cores for JPEGs and 13 for PNGs.
+    """
+    if device.type != "cuda" or is_array(images):
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(32, cores - 1))
+
+
+@dataclass
+class _Stream:
+    """One scoring pass set up: the model on its device, the acquisition function and the batch loader."""
+
+    model: TreeModel
+    features: object
+    speed: Speed
+    device: torch.device
+    acquisition: Acquisition | None
+    loader: object
+    ids: np.ndarray
+    n_samples: int
+    tta: bool
+    keep_samples: bool
+    embeddings: bool
+
+    def batches(self):
+        """Per batch, in input order: (fractions (b, A), acquisition (b,) or None, parts (b, P) or None,
+        embeddings (b, D) or None, concentrations (S, b, A) or None), as numpy arrays."""
+        model, speed, device, acq, layout = self.model, self.speed, self.device, self.acquisition, self.model.layout
+        for x, _ in self.loader:
+            x = to_device_images(x, device, speed.channels_last)
+            with speed.autocast(device):
+                if self.tta:
+                    views = dihedral_views(x)
+                    feats = torch.stack([self.features(v.contiguous(memory_format=x_format(speed)))
+                                         for v in views]).mean(0)
+                else:
+                    feats = self.features(x)
+                conc = model.sample(feats, self.n_samples)
+            conc, feats = conc.float(), feats.float()
+            pool_relative = acq is not None and acq.pool_relative
+            yield (layout.fractions(conc).mean(0).cpu().numpy(),
+                   acq(conc, layout).cpu().numpy() if acq is not None and not pool_relative else None,
+                   acq.parts(conc, layout).cpu().numpy() if pool_relative else None,
+                   F.normalize(feats, dim=-1).cpu().numpy() if self.embeddings else None,
+                   conc.cpu().numpy() if self.keep_samples else None)
+
+
+def _stream(model, images: ImageInput, ids, *, n_samples, acquisition, tta, batch_size, image_size, crop_fraction,
+            device, amp, channels_last, compile, num_workers, keep_samples, embeddings, progress) -> _Stream:
+    model, config = _as_model(model)
+    image_size = image_size or config.get("image_size")
+    if image_size is None:
+        raise ValueError("image_size is needed for a bare model (a checkpoint knows its own)")
+    crop_fraction = crop_fraction if crop_fraction is not None else config.get("crop_fraction", 1.0)
+    n = len(images)
+    ids = np.asarray([str(i) for i in range(n)] if ids is None else ids).astype(str)
+    if len(ids) != n:
+        raise ValueError(f"{len(ids)} ids for {n} images")
+    device = resolve_device(device)
+    speed = Speed.resolve(device, amp, channels_last, compile)
+    if num_workers is None:
+        num_workers = default_workers(device, images)
+    model = model.to(device).eval()
+    if speed.channels_last:
+        model.to(memory_format=torch.channels_last)
+    features = torch.compile(model.forward_features) if speed.compile else model.forward_features
+    acq = create_acquisition(acquisition) if isinstance(acquisition, str) else acquisition
+    loader = image_batches(images, image_size, batch_size, crop_fraction=crop_fraction, num_workers=num_workers,
+                           pin_memory=device.type == "cuda" and not is_array(images))
+    if progress:
+        from tqdm.auto import tqdm
+        loader = tqdm(loader, desc="score", unit="batch")
+    return _Stream(model, features, speed, device, acq, loader, ids, n_samples, tta, keep_samples, embeddings)
+
+
 @torch.no_grad()
 def score(model, images: ImageInput, ids: Sequence[str] | None = None, *, n_samples: int = 5,
           acquisition: str | Acquisition | None = "bald", tta: bool = False, batch_size: int = 256,
@@ -104,74 +185,90 @@ def score(model, images: ImageInput, ids: Sequence[str] | None = None, *, n_samp
     acquisition : registry name, an :class:`Acquisition`, or None.
     tta : average the embedding over the 8 dihedral views (rotations by 90 degrees and flips; Dieleman et
         al. 2015's viewpoint averaging). Costs 8 backbone passes.
-    num_workers : image-decoding processes for paths; None = one per core up to 8 on CUDA (decoding JPEGs
-        is what starves a GPU), 0 on CPU (the model needs the cores).
+    num_workers : image-decoding processes for paths; None = :func:`default_workers` (all cores but one on
+        CUDA, where decoding is what starves the GPU; 0 on CPU, where the model needs the cores).
     anomaly_reference : embeddings (m, D) of typical galaxies (e.g. the training set); default: the scored
         galaxies themselves, each excluding itself.
-    """
-    model, config = _as_model(model)
-    image_size = image_size or config.get("image_size")
-    if image_size is None:
-        raise ValueError("image_size is needed for a bare model (a checkpoint knows its own)")
-    crop_fraction = crop_fraction if crop_fraction is not None else config.get("crop_fraction", 1.0)
-    n = len(images)
-    ids = np.asarray([str(i) for i in range(n)] if ids is None else ids).astype(str)
-    if len(ids) != n:
-        raise ValueError(f"{len(ids)} ids for {n} images")
-    device = resolve_device(device)
-    speed = Speed.resolve(device, amp, channels_last, compile)
-    if num_workers is None:
-        num_workers = min(8, os.cpu_count() or 1) if device.type == "cuda" and not is_array(images) else 0
-    model = model.to(device).eval()
-    if speed.channels_last:
-        model.to(memory_format=torch.channels_last)
-    features_fn = torch.compile(model.forward_features) if speed.compile else model.forward_features
-    acq = create_acquisition(acquisition) if isinstance(acquisition, str) else acquisition
-    layout = model.layout
 
+    A caller that stores results as it goes (a catalogue too big for one set of arrays, or a database)
+    uses :func:`score_chunks`, which streams the same results through one loader.
+    """
+    stream = _stream(model, images, ids, n_samples=n_samples, acquisition=acquisition, tta=tta,
+                     batch_size=batch_size, image_size=image_size, crop_fraction=crop_fraction, device=device,
+                     amp=amp, channels_last=channels_last, compile=compile, num_workers=num_workers,
+                     keep_samples=keep_samples, embeddings=embeddings or anomaly, progress=progress)
+    n, layout, acq = len(stream.ids), stream.model.layout, stream.acquisition
     fractions = np.empty((n, layout.n_answers), dtype=np.float32)
     acq_scores = np.empty(n, dtype=np.float32) if acq is not None else None
-    emb_out = np.empty((n, model.num_features), dtype=np.float32) if (embeddings or anomaly) else None
+    emb_out = np.empty((n, stream.model.num_features), dtype=np.float32) if (embeddings or anomaly) else None
     samples = np.empty((n_samples, n, layout.n_answers), dtype=np.float32) if keep_samples else None
     parts = None             # (n, P) parts of a pool-relative acquisition, combined after the last batch
-
-    loader = image_batches(images, image_size, batch_size, crop_fraction=crop_fraction, num_workers=num_workers,
-                           pin_memory=device.type == "cuda" and not is_array(images))
-    if progress:
-        from tqdm.auto import tqdm
-        loader = tqdm(loader, desc="score", unit="batch")
     lo = 0
-    for x, _ in loader:
-        b = x.shape[0]
-        x = to_device_images(x, device, speed.channels_last)
-        with speed.autocast(device):
-            if tta:
-                views = dihedral_views(x)
-                feats = torch.stack([features_fn(v.contiguous(memory_format=x_format(speed))) for v in views]).mean(0)
-            else:
-                feats = features_fn(x)
-            conc = model.sample(feats, n_samples)
-        conc, feats = conc.float(), feats.float()
-        fractions[lo:lo + b] = layout.fractions(conc).mean(0).cpu().numpy()
-        if acq is not None and acq.pool_relative:
-            p = acq.parts(conc, layout).cpu().numpy()
+    for f, a, p, e, c in stream.batches():
+        b = len(f)
+        fractions[lo:lo + b] = f
+        if p is not None:
             if parts is None:
                 parts = np.empty((n, p.shape[1]), dtype=np.float32)
             parts[lo:lo + b] = p
-        elif acq is not None:
-            acq_scores[lo:lo + b] = acq(conc, layout).cpu().numpy()
+        elif a is not None:
+            acq_scores[lo:lo + b] = a
         if emb_out is not None:
-            emb_out[lo:lo + b] = F.normalize(feats, dim=-1).cpu().numpy()
+            emb_out[lo:lo + b] = e
         if samples is not None:
-            samples[:, lo:lo + b] = conc.cpu().numpy()
+            samples[:, lo:lo + b] = c
         lo += b
 
     if parts is not None:
         acq_scores = acq.combine(parts)
-    anomaly_scores = knn_anomaly(emb_out, anomaly_reference, k=anomaly_k, device=device) if anomaly else None
-    return Scores(ids=ids, columns=layout.columns, fractions=fractions, acquisition=acq_scores,
+    anomaly_scores = knn_anomaly(emb_out, anomaly_reference, k=anomaly_k, device=stream.device) if anomaly else None
+    return Scores(ids=stream.ids, columns=layout.columns, fractions=fractions, acquisition=acq_scores,
                   acquisition_name=acq.name if acq is not None else "", acquisition_parts=parts,
                   embeddings=emb_out if embeddings else None, anomaly=anomaly_scores, concentrations=samples)
+
+
+@torch.no_grad()
+def score_chunks(model, images: ImageInput, ids: Sequence[str] | None = None, *, chunk_size: int = 4096,
+                 n_samples: int = 5, acquisition: str | Acquisition | None = "bald", tta: bool = False,
+                 batch_size: int = 256, image_size: int | None = None, crop_fraction: float | None = None,
+                 device=None, amp: bool | None = None, channels_last: bool | None = None, compile: bool | None = None,
+                 num_workers: int | None = None, keep_samples: bool = False, embeddings: bool = True,
+                 progress: bool = False) -> Iterator[Scores]:
+    """:func:`score` as a stream: :class:`Scores` of consecutive chunks of the galaxies, in input order.
+
+    Each chunk holds whole batches, at least ``chunk_size`` galaxies (the last may hold fewer). One
+    loader serves every chunk, so its decoding workers start once and stay busy across chunk boundaries;
+    calling :func:`score` chunk by chunk instead starts them again for every chunk, and a chunk of a few
+    batches keeps most of them idle. Chunks carry no anomaly scores, which compare every galaxy with the
+    whole pool (:func:`knn_anomaly` on the gathered embeddings). For a pool-relative acquisition
+    (``bald-balanced``) a chunk's ``acquisition`` is None and its ``acquisition_parts`` are to be
+    combined over the pool (:meth:`Acquisition.combine`).
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
+    stream = _stream(model, images, ids, n_samples=n_samples, acquisition=acquisition, tta=tta,
+                     batch_size=batch_size, image_size=image_size, crop_fraction=crop_fraction, device=device,
+                     amp=amp, channels_last=channels_last, compile=compile, num_workers=num_workers,
+                     keep_samples=keep_samples, embeddings=embeddings, progress=progress)
+    acq = stream.acquisition
+    name = acq.name if acq is not None else ""
+    held, lo = [], 0
+
+    def chunk() -> Scores:
+        f, a, p, e, c = (None if x[0] is None else np.concatenate(x, axis=1 if i == 4 else 0)
+                         for i, x in enumerate(zip(*held)))
+        return Scores(ids=stream.ids[lo:lo + len(f)], columns=stream.model.layout.columns, fractions=f,
+                      acquisition=a, acquisition_name=name, acquisition_parts=p, embeddings=e, concentrations=c)
+
+    for batch in stream.batches():
+        held.append(batch)
+        if sum(len(b[0]) for b in held) >= chunk_size:
+            out = chunk()
+            yield out
+            lo += len(out.fractions)
+            held = []
+    if held:
+        yield chunk()
 
 
 def x_format(speed: Speed) -> torch.memory_format:

@@ -1,13 +1,15 @@
 """score(): MC-dropout fractions, acquisition, embeddings, anomaly, similarity, viewpoint averaging."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from classifier.models import create_model
-from classifier.scoring import knn_anomaly, score, similar
+from classifier.scoring import default_workers, knn_anomaly, score, score_chunks, similar
 
 from .conftest import blob_images
 
@@ -54,6 +56,66 @@ def test_a_pool_relative_acquisition_is_combined_over_every_batch(model):
     whole = create_acquisition("bald-balanced")(torch.as_tensor(s.concentrations), model.layout).numpy()
     np.testing.assert_allclose(s.acquisition, whole, atol=1e-6)
     assert sorted(s.acquisition[s.acquisition > 0]) == pytest.approx(np.arange(1, 11)[-(s.acquisition > 0).sum():] / 10)
+
+
+@pytest.mark.parametrize("acquisition", ["bald", "bald-balanced"])
+def test_score_chunks_stream_the_same_scores_as_score(tmp_path, model, acquisition):
+    """Chunks of whole batches (batch 3, chunk 4 -> 6, 6, 1 galaxies), in order, through one loader."""
+    from PIL import Image
+    images, _ = blob_images(13, 32)
+    paths = []
+    for i, im in enumerate(images):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(im).save(paths[-1])
+    ids = [f"g{i}" for i in range(13)]
+    kw = dict(n_samples=3, image_size=32, device="cpu", acquisition=acquisition, batch_size=3, keep_samples=True)
+    torch.manual_seed(0)
+    whole = score(model, paths, ids, anomaly=False, **kw)
+    torch.manual_seed(0)
+    chunks = list(score_chunks(model, paths, ids, chunk_size=4, **kw))
+    assert [len(c.ids) for c in chunks] == [6, 6, 1]
+    assert [i for c in chunks for i in c.ids] == ids
+    assert all(c.anomaly is None and c.acquisition_name == acquisition for c in chunks)
+    for field in ("fractions", "embeddings"):
+        np.testing.assert_array_equal(np.concatenate([getattr(c, field) for c in chunks]), getattr(whole, field))
+    np.testing.assert_array_equal(np.concatenate([c.concentrations for c in chunks], axis=1), whole.concentrations)
+    if acquisition == "bald-balanced":     # pool-relative: parts per chunk, combined over the pool by the caller
+        assert all(c.acquisition is None for c in chunks)
+        parts = np.concatenate([c.acquisition_parts for c in chunks])
+        np.testing.assert_array_equal(parts, whole.acquisition_parts)
+        from classifier.acquisition import create_acquisition
+        np.testing.assert_array_equal(create_acquisition(acquisition).combine(parts), whole.acquisition)
+    else:
+        np.testing.assert_array_equal(np.concatenate([c.acquisition for c in chunks]), whole.acquisition)
+
+
+def test_score_chunks_start_the_decoding_workers_once(tmp_path, model, monkeypatch):
+    """Every chunk comes from the same loader: one loader for the whole pool, not one per chunk."""
+    import classifier.scoring as scoring
+    from PIL import Image
+    images, _ = blob_images(8, 32)
+    paths = []
+    for i, im in enumerate(images):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(im).save(paths[-1])
+    made = []
+
+    def counting(*args, **kwargs):
+        made.append(kwargs["num_workers"])
+        return image_batches(*args, **kwargs)
+
+    image_batches = scoring.image_batches
+    monkeypatch.setattr(scoring, "image_batches", counting)
+    chunks = list(score_chunks(model, paths, chunk_size=2, batch_size=2, image_size=32, device="cpu",
+                               num_workers=1, n_samples=2))
+    assert len(chunks) == 4 and made == [1]
+
+
+def test_scoring_uses_every_core_but_one_to_decode_files_for_a_gpu():
+    cores = len(os.sched_getaffinity(0))
+    assert default_workers(torch.device("cuda"), ["a.png"]) == max(1, min(32, cores - 1))
+    assert default_workers(torch.device("cuda"), np.zeros((1, 8, 8, 3), np.uint8)) == 0   # arrays: no decoding
+    assert default_workers(torch.device("cpu"), ["a.png"]) == 0                             # the model needs the cores
 
 
 def test_scores_csv_has_the_fixed_columns(tmp_path, model):

@@ -319,8 +319,9 @@ def test_retrain_skips_without_enough_labels():
 
 def test_a_pool_relative_acquisition_ranks_every_active_subject_against_all_the_others(monkeypatch, tmp_path):
     """bald-balanced gives every question its share of the pool's most informative galaxies, so its scores
-    depend on the whole pool: scored in chunks of 5, the parts of all 12 active subjects are combined once
-    (not chunk by chunk), retired calibration subjects are left out, and the priorities follow."""
+    depend on the whole pool: scored in chunks of 5 from one loader, the parts of all 12 active subjects
+    are combined once (not chunk by chunk), retired calibration subjects are left out, and the priorities
+    follow."""
     import torch
     from django.core.files import File
 
@@ -355,11 +356,20 @@ def test_a_pool_relative_acquisition_ranks_every_active_subject_against_all_the_
         return real_combine(self, parts)
 
     monkeypatch.setattr(BalancedBALD, "combine", combine)
+    loaders = []
+    real_batches = classifier.scoring.image_batches
+    monkeypatch.setattr(classifier.scoring, "image_batches", lambda *a, **k: loaders.append(a) or real_batches(*a, **k))
     monkeypatch.setattr(scoring, "BATCH", 5)
+    monkeypatch.setattr(scoring, "SCORE_BATCH", 5)
+    written = []
+    real_bulk_create = Prediction.objects.bulk_create
+    monkeypatch.setattr(Prediction.objects, "bulk_create", lambda rows, **k: written.append(len(rows))
+                        or real_bulk_create(rows, **k))
     result = scoring.model_score(model_version_id=version.pk)
     assert result["scored"] == 15 and result["prioritised"] == 12
-    # score() combines each chunk of 5 on its own; the platform ignores that and combines the 12 active ones
-    assert calls == [(5, 2 * len(tree.questions))] * 3 + [(12, 2 * len(tree.questions))]
+    # one loader for all 15, written in chunks of 5 as they come; the 12 active ones combined once
+    assert len(loaders) == 1 and len(loaders[0][0]) == 15 and written == [5, 5, 5]
+    assert calls == [(12, 2 * len(tree.questions))]
     acq = dict(Prediction.objects.filter(model_version=version).values_list("subject_id", "acquisition"))
     on_active = np.array([acq[s.pk] for s in active])
     assert sorted(on_active[on_active > 0]) == pytest.approx((np.arange(12) + 1)[12 - (on_active > 0).sum():] / 12)

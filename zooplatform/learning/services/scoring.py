@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 UNSCORED_PRIORITY = 0.5
 CALIBRATION_RETIRED = 5000  # most recent retired subjects scored for the machine's calibration
-BATCH = 512
+BATCH = 512          # subjects scored and written per chunk
+SCORE_BATCH = 256    # galaxies per forward pass
 
 
 def _subjects_to_score(project_id: int) -> tuple[list[Subject], int]:
@@ -60,30 +61,30 @@ def model_score(*, model_version_id: int, progress=None) -> dict:
     model = checkpoint.build()
     subjects, n_active = _subjects_to_score(version.project_id)
     n = len(subjects)
-    columns = None
     acquisition = classifier.create_acquisition(settings.acquisition)
     pool_relative = acquisition.pool_relative
     pool_parts = []     # a pool-relative acquisition's parts of the active subjects, combined over all of them
-    for start in range(0, n, BATCH):
-        chunk = subjects[start:start + BATCH]
-        scores = classifier.score(
-            model, [subject_image_path(s) for s in chunk], [str(s.pk) for s in chunk],
-            n_samples=settings.mc_samples, acquisition=acquisition,
-            image_size=checkpoint.config.get("image_size"), crop_fraction=checkpoint.config.get("crop_fraction", 1.0),
-            device=None, anomaly=False)
-        columns = scores.columns
+    # One stream over every subject: its decoding workers start once, and each chunk is written as it comes.
+    stream = classifier.score_chunks(
+        model, [subject_image_path(s) for s in subjects], [str(s.pk) for s in subjects], chunk_size=BATCH,
+        batch_size=SCORE_BATCH, n_samples=settings.mc_samples, acquisition=acquisition, image_size=checkpoint.config.get("image_size"),
+        crop_fraction=checkpoint.config.get("crop_fraction", 1.0), device=None)
+    start = 0
+    for scores in stream:
+        chunk = subjects[start:start + len(scores.ids)]
         if pool_relative:
             pool_parts.append(scores.acquisition_parts[:max(0, n_active - start)])
         rows = []
         for i, s in enumerate(chunk):
             rows.append(Prediction(
                 subject_id=s.pk, model_version=version,
-                fractions={c: round(float(v), 5) for c, v in zip(columns, scores.fractions[i])},
+                fractions={c: round(float(v), 5) for c, v in zip(scores.columns, scores.fractions[i])},
                 acquisition=None if pool_relative else float(scores.acquisition[i]),    # pool-relative: below
                 embedding=scores.embeddings[i].astype(np.float16).tobytes() if scores.embeddings is not None else None))
         Prediction.objects.bulk_create(rows, update_conflicts=True, unique_fields=["subject", "model_version"],
                                        update_fields=["fractions", "acquisition", "embedding"])
-        progress(0.05 + 0.7 * min(1.0, (start + len(chunk)) / max(n, 1)), f"scored {start + len(chunk)} of {n}")
+        start += len(chunk)
+        progress(0.05 + 0.7 * min(1.0, start / max(n, 1)), f"scored {start} of {n}")
 
     if pool_relative and n_active:
         _pool_acquisition_write(version, subjects[:n_active], acquisition, np.concatenate(pool_parts))
