@@ -13,7 +13,12 @@ For each model of :func:`classifier.list_models` at ``--size`` px (default 224):
 
 Then the whole scoring pipeline (``classifier.score``: 5 MC-dropout samples from one backbone pass, BALD
 over the 34 answers of the GZ DECaLS tree, embeddings), in galaxies/s and the time it would take for one
-million galaxies at that rate; and BALD alone per galaxy.
+million galaxies at that rate; and BALD alone per galaxy. ``array`` rows score decoded images held in
+memory (the model's rate); the ``files`` row scores, on the device's default path (tuned on CUDA, eager
+on the CPU), the real 424 px DECaLS JPEGs of ``../shared/realdata``
+(repeated to ``--files`` paths) through :func:`classifier.score_chunks`, decoded by its default loader
+workers, which is what a million galaxies on disk cost (``classifier_input_pipeline.py`` breaks the
+decoding down).
 
 On CUDA (``--device cuda`` or ``TORCH_DEVICE``) the same tables are measured on the GPU.
 """
@@ -114,18 +119,33 @@ def measure_model(name: str, size: int, batch: int, device, speed: Speed, warmup
             "first_train_s": compile_train}
 
 
-def measure_scoring(name: str, size: int, n: int, batch: int, device, tuned: bool) -> dict:
+def measure_scoring(name: str, size: int, n: int, batch: int, device, tuned: bool | None, files: int = 0) -> dict:
+    """Scoring galaxies/s: ``n`` decoded images in memory, or ``files`` real DECaLS JPEG paths when given.
+    ``tuned`` None takes the device's default path (tuned on CUDA, eager on the CPU)."""
     from classifier.acquisition import create_acquisition
-    from classifier.scoring import score
+    from classifier.scoring import default_workers, score, score_chunks
     torch.manual_seed(0)
     model = create_model(name, tree="gz_decals")
     images = np.random.default_rng(0).integers(0, 255, (n, size, size, 3), dtype=np.uint8)
-    kw = dict(n_samples=5, acquisition="bald", image_size=size, batch_size=batch, device=device, anomaly=False,
+    kw = dict(n_samples=5, acquisition="bald", image_size=size, batch_size=batch, device=device,
               amp=tuned, channels_last=tuned, compile=tuned)
-    score(model, images[:batch], **kw)       # warm-up (and compilation)
-    t = time.perf_counter()
-    score(model, images, **kw)
-    sync(device)
+    score(model, images[:batch], anomaly=False, **kw)       # warm-up (and compilation)
+    out = {}
+    if files:
+        from classifier_input_pipeline import real_images
+        jpgs = real_images()[0]
+        paths = (jpgs * -(-files // len(jpgs)))[:files]
+        score(model, paths[:batch], anomaly=False, **kw)   # the first files into the page cache
+        out["workers"] = default_workers(device, paths)
+        t = time.perf_counter()
+        for _ in score_chunks(model, paths, chunk_size=4096, **kw):
+            pass
+        sync(device)
+        n = files
+    else:
+        t = time.perf_counter()
+        score(model, images, anomaly=False, **kw)
+        sync(device)
     rate = n / (time.perf_counter() - t)
     conc = 1 + 100 * torch.rand(5, 4096, 34, device=device)
     bald = create_acquisition("bald")
@@ -134,7 +154,7 @@ def measure_scoring(name: str, size: int, n: int, batch: int, device, tuned: boo
     t = time.perf_counter()
     bald(conc, "gz_decals")
     sync(device)
-    return {"score_gal_s": rate, "bald_us_per_galaxy": (time.perf_counter() - t) / 4096 * 1e6}
+    return {**out, "score_gal_s": rate, "bald_us_per_galaxy": (time.perf_counter() - t) / 4096 * 1e6}
 
 
 def main(argv=None) -> None:
@@ -144,6 +164,8 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default=None, help="cpu or cuda (default: $TORCH_DEVICE / auto)")
     ap.add_argument("--models", nargs="+", default=None)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--files", type=int, default=None,
+                    help="real JPEG paths scored from disk (default: 64 on CPU, 50,000 on CUDA; 0: none)")
     ap.add_argument("--quick", action="store_true", help="two small models, fewer timed batches")
     args = ap.parse_args(argv)
     device = resolve_device(args.device)
@@ -180,12 +202,19 @@ def main(argv=None) -> None:
     score_model = "convnext_nano_tree" if "convnext_nano_tree" in models else models[-1]
     n = 64 if device.type == "cpu" else 8192
     srows = []
-    for tuned in (False, True):
-        r = measure_scoring(score_model, args.size, n, batch if device.type == "cpu" else 512, device, tuned)
-        raw.setdefault("scoring", {})["tuned" if tuned else "eager"] = r
-        srows.append({"model": score_model, "path": "tuned" if tuned else "eager",
+    files = args.files if args.files is not None else (n if device.type == "cpu" else 50_000)
+    for tuned, source in ((False, "array"), (True, "array"), (None, "files")):
+        if source == "files" and not files:
+            continue
+        r = measure_scoring(score_model, args.size, n, batch if device.type == "cpu" else 512, device, tuned,
+                            files=files if source == "files" else 0)
+        path = {False: "eager", True: "tuned", None: "default"}[tuned] + f", {source}"
+        raw.setdefault("scoring", {})[path] = r
+        if source == "files":
+            path += f" ({files} JPEGs, {r['workers']} workers)"
+        srows.append({"model": score_model, "path": path,
                       "galaxies/s (5 MC samples + BALD)": f"{r['score_gal_s']:.1f}",
-                      "1M galaxies": f"{1e6 / r['score_gal_s'] / 3600:.1f} h",
+                      "1M galaxies, min": f"{1e6 / r['score_gal_s'] / 60:.1f}",
                       "BALD alone, us/galaxy": f"{r['bald_us_per_galaxy']:.1f}"})
     print()
     print(table(srows, list(srows[0])))
