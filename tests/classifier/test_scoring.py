@@ -22,6 +22,16 @@ def model(request):
     return create_model("test_convnext_tree", tree=DecisionTree.from_dict(SHORT_TREE), dropout_rate=0.5).eval()
 
 
+def png_paths(directory, images) -> list[str]:
+    """``images`` written as PNG files in ``directory``, in order."""
+    from PIL import Image
+    paths = []
+    for i, im in enumerate(images):
+        paths.append(str(directory / f"{i}.png"))
+        Image.fromarray(im).save(paths[-1])
+    return paths
+
+
 def test_score_outputs(model):
     images, _ = blob_images(10, 32)
     ids = [f"x{i}" for i in range(10)]
@@ -61,12 +71,7 @@ def test_a_pool_relative_acquisition_is_combined_over_every_batch(model):
 @pytest.mark.parametrize("acquisition", ["bald", "bald-balanced"])
 def test_score_chunks_stream_the_same_scores_as_score(tmp_path, model, acquisition):
     """Chunks of whole batches (batch 3, chunk 4 -> 6, 6, 1 galaxies), in order, through one loader."""
-    from PIL import Image
-    images, _ = blob_images(13, 32)
-    paths = []
-    for i, im in enumerate(images):
-        paths.append(str(tmp_path / f"{i}.png"))
-        Image.fromarray(im).save(paths[-1])
+    paths = png_paths(tmp_path, blob_images(13, 32)[0])
     ids = [f"g{i}" for i in range(13)]
     kw = dict(n_samples=3, image_size=32, device="cpu", acquisition=acquisition, batch_size=3, keep_samples=True)
     torch.manual_seed(0)
@@ -92,12 +97,7 @@ def test_score_chunks_stream_the_same_scores_as_score(tmp_path, model, acquisiti
 def test_score_chunks_start_the_decoding_workers_once(tmp_path, model, monkeypatch):
     """Every chunk comes from the same loader: one loader for the whole pool, not one per chunk."""
     import classifier.scoring as scoring
-    from PIL import Image
-    images, _ = blob_images(8, 32)
-    paths = []
-    for i, im in enumerate(images):
-        paths.append(str(tmp_path / f"{i}.png"))
-        Image.fromarray(im).save(paths[-1])
+    paths = png_paths(tmp_path, blob_images(8, 32)[0])
     made = []
 
     def counting(*args, **kwargs):
@@ -128,13 +128,8 @@ def test_scores_csv_has_the_fixed_columns(tmp_path, model):
 
 
 def test_score_from_paths_matches_score_from_array(tmp_path, model):
-    from PIL import Image
     images, _ = blob_images(5, 32)
-    paths = []
-    for i, im in enumerate(images):
-        p = tmp_path / f"{i}.png"
-        Image.fromarray(im).save(p)
-        paths.append(str(p))
+    paths = png_paths(tmp_path, images)
     a = score(model, images, n_samples=2, image_size=32, device="cpu", acquisition=None, anomaly=False)
     b = score(model, paths, n_samples=2, image_size=32, device="cpu", acquisition=None, anomaly=False,
               batch_size=2)
