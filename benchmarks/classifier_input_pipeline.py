@@ -4,33 +4,38 @@
 
 The GPU target of the classifier (a million galaxies, 5 MC-dropout passes, under ten minutes on one H100:
 1,667 galaxies a second) is set by the host CPU before the GPU: a ConvNeXt-nano forward pass at 224 px is
-4.9 GFLOPs (``torch.utils.flop_counter``), 8 TFLOP/s for 1,667 galaxies a second, under 1 % of an H100's dense bf16 peak (about 990 TFLOP/s), while
-every image has to be read, decoded and resized on the CPU first. This benchmark measures that part on this
-machine, with the 470 real 424 px GZ DECaLS cutouts of ``../shared/realdata/zoobot`` (JPEG quality 90) and
-its 4 original PNGs:
+4.9 GFLOPs (``torch.utils.flop_counter``), 8 TFLOP/s for 1,667 galaxies a second, under 1 % of an H100's
+dense bf16 peak (about 990 TFLOP/s), while every image has to be read, decoded and resized on the CPU
+first. This benchmark measures that part on this machine, with the 470 real 424 px GZ DECaLS cutouts of
+``../shared/realdata/zoobot`` (JPEG quality 90) and its 4 original PNGs:
 
 1. per core: ``classifier.data.load_image`` (decode, centre crop, resize) in one process, beside the
    full-size decode alone (the rest is the crop and resize; below 212 px a JPEG is decoded at a reduced
    DCT scale instead, so there is no split), at 64, 128 and 224 px, and the cores that 1,667 galaxies a
    second need;
 2. the loader that :func:`classifier.score` and :func:`classifier.score_chunks` read from
-   (``image_batches`` over paths, uint8 batches, no model), with 1 to ``--workers`` decoding processes:
+   (``image_batches`` over paths, uint8 batches, no model), with 1 to ``--workers`` decoding processes,
+   the median of ``--repeats`` alternated passes:
 
    * ``one loader``: every galaxy through one loader, as ``score_chunks`` does for the platform;
    * ``loader per chunk``: a new loader for every chunk of 512, batches of 256, as the platform's scoring
      did before ``score_chunks`` (``score`` called chunk by chunk). Its workers start again for every chunk,
      and a chunk of 2 batches keeps at most 2 of them busy, however many there are.
 
-Files are read from the page cache (the set is read once before timing); a catalogue on a network disk
-adds its reads. Everything runs on the CPU: no GPU is needed, and none was used.
+Every file is read once before timing, so reads come from the page cache; a catalogue on a network disk
+adds its reads. On a machine with few cores the per-chunk loader's cap on busy workers does not bind (2
+workers, 2 batches a chunk): the gap there is the cost of starting the workers again and draining the
+pipeline at every chunk; with more workers than batches a chunk, the cap adds to it. Everything runs on
+the CPU: no GPU is needed, and none was used.
 
-Measured here on 2026-12-06 (2 CPUs, ``--n 2048``): see the README's benchmark table.
+Measured on 2026-12-06 (2 CPUs, ``--n 2048``, 3 runs): one core 312-395 JPEGs/s and 130-153 PNGs/s at 224
+px (4.2-5.3 and 11-13 cores for 1,667/s); with 2 workers, one loader 669/s and a loader per chunk 623/s
+(medians of 5; single passes gave 1.50x and 0.98x: the machine is shared and noisy).
 """
 from __future__ import annotations
 
 import argparse
 import math
-import os
 import statistics
 import time
 
@@ -38,6 +43,7 @@ import numpy as np
 import torch
 
 from classifier.data import image_batches, load_image
+from classifier.devices import usable_cores
 from classifier_common import REALDATA, machine, save, table
 
 IMAGES = REALDATA / "zoobot" / "data" / "example_images" / "basic"
@@ -46,10 +52,14 @@ CHUNK, BATCH = 512, 256       # the platform's chunk and batch before score_chun
 
 
 def real_images() -> tuple[list[str], list[str]]:
+    """The real cutouts (JPEGs, PNGs), each read once so that timing starts from the page cache."""
     jpgs = sorted(str(p) for p in IMAGES.glob("*.jpg"))
     pngs = sorted(str(p) for p in IMAGES.glob("*.png"))
     if not jpgs or not pngs:
         raise SystemExit(f"the real DECaLS cutouts are missing: expected JPEGs and PNGs in {IMAGES}")
+    for path in jpgs + pngs:
+        with open(path, "rb") as f:
+            f.read()
     return jpgs, pngs
 
 
@@ -73,8 +83,6 @@ def decode_only(path: str) -> None:
 def per_core_rows(jpgs: list[str], pngs: list[str], sizes: list[int], repeats: int) -> list[dict]:
     rows = []
     for fmt, paths in (("JPEG", jpgs), ("PNG", pngs * max(1, len(jpgs) // (4 * len(pngs))))):
-        for p in paths[:8]:
-            load_image(p, 64)                       # file and page cache warm
         decode = per_image_seconds(decode_only, paths, repeats)
         for size in sizes:
             total = per_image_seconds(lambda p: load_image(p, size), paths, repeats)
@@ -106,14 +114,13 @@ def main(argv=None) -> None:
     ap.add_argument("--size", type=int, default=224, help="loader image size")
     ap.add_argument("--workers", type=int, nargs="+", default=None,
                     help="decoding processes to measure (default: 1 to the usable cores)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="timed passes; the medians are reported")
     ap.add_argument("--quick", action="store_true", help="fewer images and sizes")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = args.workers or list(range(1, cores + 1))
+    workers = args.workers or list(range(1, usable_cores() + 1))
     n = 600 if args.quick else args.n
-    sizes = [224] if args.quick else [64, 128, 224]
+    sizes = sorted({args.size} | (set() if args.quick else {64, 128, 224}))
     jpgs, pngs = real_images()
     print(f"# {machine()}; {len(jpgs)} real DECaLS JPEGs, {len(pngs)} PNGs (424 px); target {TARGET:.0f} galaxies/s")
 
@@ -123,21 +130,23 @@ def main(argv=None) -> None:
 
     print(f"\n## 2. the scoring loader, {args.size} px JPEGs, {n} galaxies, batches of {BATCH}")
     paths = (jpgs * math.ceil(n / len(jpgs)))[:n]
-    loader_rate(paths[:BATCH], args.size, 0, None)          # page cache warm
     rows = []
     for w in workers:
-        one = loader_rate(paths, args.size, w, None)
-        per_chunk = loader_rate(paths, args.size, w, CHUNK)
+        ones, per_chunks = [], []
+        for _ in range(args.repeats):           # alternated, so that a noisy neighbour hits both alike
+            ones.append(loader_rate(paths, args.size, w, None))
+            per_chunks.append(loader_rate(paths, args.size, w, CHUNK))
+        one, per_chunk = statistics.median(ones), statistics.median(per_chunks)
         rows.append({"workers": w, "one loader /s": one, f"loader per chunk of {CHUNK} /s": per_chunk,
                      "ratio": one / per_chunk, "busy workers per chunk, at most": min(w, CHUNK // BATCH)})
         print(f"  {w} workers: {one:.0f} vs {per_chunk:.0f} galaxies/s", flush=True)
     print(table(rows, list(rows[0]), floatfmt=".2f"))
-    jpeg224 = next((r for r in core if r["format"] == "JPEG" and r["px"] == 224), None)
-    if jpeg224 and rows:
-        w = rows[-1]["workers"]
-        print(f"\n# one loader with {w} workers: {rows[-1]['one loader /s'] / (w * jpeg224['images/s per core']):.2f} of "
-              f"{w} x the one-core rate; a loader per chunk of {CHUNK} keeps at most {CHUNK // BATCH} workers busy.")
-    print(f"\nwritten {save('classifier_input_pipeline' + ('_quick' if args.quick else ''), {'per_core': core, 'loader': rows, 'n': n, 'size': args.size})}")
+    one_core = next(r for r in core if r["format"] == "JPEG" and r["px"] == args.size)
+    w, rate = rows[-1]["workers"], rows[-1]["one loader /s"]
+    print(f"\n# one loader with {w} workers: {rate / (w * one_core['images/s per core']):.2f} of {w} x the one-core "
+          f"rate; a loader per chunk of {CHUNK} keeps at most {CHUNK // BATCH} workers busy.")
+    name = "classifier_input_pipeline" + ("_quick" if args.quick else "")
+    print(f"\nwritten {save(name, {'per_core': core, 'loader': rows, 'n': n, 'size': args.size})}")
 
 
 if __name__ == "__main__":

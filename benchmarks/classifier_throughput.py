@@ -15,10 +15,10 @@ Then the whole scoring pipeline (``classifier.score``: 5 MC-dropout samples from
 over the 34 answers of the GZ DECaLS tree, embeddings), in galaxies/s and the time it would take for one
 million galaxies at that rate; and BALD alone per galaxy. ``array`` rows score decoded images held in
 memory (the model's rate); the ``files`` row scores, on the device's default path (tuned on CUDA, eager
-on the CPU), the real 424 px DECaLS JPEGs of ``../shared/realdata``
-(repeated to ``--files`` paths) through :func:`classifier.score_chunks`, decoded by its default loader
-workers, which is what a million galaxies on disk cost (``classifier_input_pipeline.py`` breaks the
-decoding down).
+on the CPU), the 470 real 424 px DECaLS JPEGs of ``../shared/realdata`` repeated to ``--files`` paths
+(whole batches), through :func:`classifier.score_chunks` and its default loader workers: decoding
+included, reads from the page cache (a catalogue on disk adds its reads; ``classifier_input_pipeline.py``
+breaks the decoding down). Without the real data that row is left out.
 
 On CUDA (``--device cuda`` or ``TORCH_DEVICE``) the same tables are measured on the GPU.
 """
@@ -35,6 +35,7 @@ from classifier.devices import Speed, resolve_device
 from classifier.losses import TreeLoss
 from classifier.models import create_model, list_models
 from classifier_common import machine, save, table
+from classifier_input_pipeline import IMAGES, real_images
 
 
 def sync(device):
@@ -132,11 +133,10 @@ def measure_scoring(name: str, size: int, n: int, batch: int, device, tuned: boo
     score(model, images[:batch], anomaly=False, **kw)       # warm-up (and compilation)
     out = {}
     if files:
-        from classifier_input_pipeline import real_images
         jpgs = real_images()[0]
         paths = (jpgs * -(-files // len(jpgs)))[:files]
-        score(model, paths[:batch], anomaly=False, **kw)   # the first files into the page cache
-        out["workers"] = default_workers(device, paths)
+        score(model, paths[:batch], anomaly=False, **kw)   # the loader's first start
+        out["workers"] = default_workers(device, paths, batch)
         t = time.perf_counter()
         for _ in score_chunks(model, paths, chunk_size=4096, **kw):
             pass
@@ -202,11 +202,16 @@ def main(argv=None) -> None:
     score_model = "convnext_nano_tree" if "convnext_nano_tree" in models else models[-1]
     n = 64 if device.type == "cpu" else 8192
     srows = []
+    score_batch = batch if device.type == "cpu" else 512
     files = args.files if args.files is not None else (n if device.type == "cpu" else 50_000)
+    files = files // score_batch * score_batch           # whole batches: no new shape to compile while timed
+    if files and not IMAGES.is_dir():
+        print(f"\n# {IMAGES} is absent: the scoring row from real JPEG files is left out.")
+        files = 0
     for tuned, source in ((False, "array"), (True, "array"), (None, "files")):
         if source == "files" and not files:
             continue
-        r = measure_scoring(score_model, args.size, n, batch if device.type == "cpu" else 512, device, tuned,
+        r = measure_scoring(score_model, args.size, n, score_batch, device, tuned,
                             files=files if source == "files" else 0)
         path = {False: "eager", True: "tuned", None: "default"}[tuned] + f", {source}"
         raw.setdefault("scoring", {})[path] = r
@@ -220,7 +225,9 @@ def main(argv=None) -> None:
     print(table(srows, list(srows[0])))
     if device.type == "cpu":
         print("\n# No CUDA device here: the GPU table (bf16, channels_last, torch.compile on CUDA) was not measured.")
-    print(f"\nwritten {save('classifier_throughput' + ('_quick' if args.quick else '') + '_' + device.type, {'peak_gflops': {'float32': peak32, 'bf16': peak16}, 'size': args.size, 'batch': batch, 'results': raw})}")
+    name = "classifier_throughput" + ("_quick" if args.quick else "") + "_" + device.type
+    payload = {"peak_gflops": {"float32": peak32, "bf16": peak16}, "size": args.size, "batch": batch, "results": raw}
+    print(f"\nwritten {save(name, payload)}")
 
 
 if __name__ == "__main__":

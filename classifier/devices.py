@@ -8,9 +8,11 @@ bool, so that tests can run the very same code on CPU and compare it with eager 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -81,6 +83,19 @@ def to_device_images(batch: torch.Tensor, device: torch.device, channels_last: b
     """
     x = batch.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
     return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may use: its affinity mask, narrowed by a cgroup CPU quota (a container's
+    ``--cpus`` limit, ``/sys/fs/cgroup/cpu.max``) where one is set."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 def configure_threads(n: int | None = None) -> int:

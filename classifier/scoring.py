@@ -13,10 +13,11 @@ search and anomaly finding; they are L2-normalised here so that cosine similarit
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,13 +28,14 @@ from .acquisition import Acquisition, create_acquisition, select_top_k
 from .augment import dihedral_views
 from .checkpoint import Checkpoint, atomic_write_text
 from .data import ImageInput, image_batches, is_array
-from .devices import Speed, resolve_device, to_device_images
+from .devices import Speed, resolve_device, to_device_images, usable_cores
 from .models import TreeModel
 
 
 @dataclass
 class Scores:
-    """What ``score`` returns, one row per galaxy, in input order.
+    """What :func:`score` returns, one row per galaxy, in input order (or one chunk of them, from
+    :func:`score_chunks`).
 
     ids : str (n,)
     columns : the tree's answer columns (A,)
@@ -71,7 +73,9 @@ class Scores:
     def select(self, k: int, *, diverse: bool = True, pool_factor: int = 4, seed: int = 0) -> np.ndarray:
         """The k ids with the highest acquisition scores, spread out in embedding space if ``diverse``."""
         if self.acquisition is None:
-            raise ValueError("these scores were computed without an acquisition function")
+            raise ValueError(f"these scores hold only the parts of the pool-relative {self.acquisition_name!r}: "
+                             "combine them over the pool first" if self.acquisition_parts is not None
+                             else "these scores were computed without an acquisition function")
         emb = self.embeddings if diverse else None
         return select_top_k(self.ids, self.acquisition, k, emb, pool_factor=pool_factor, seed=seed)
 
@@ -87,18 +91,28 @@ def _as_model(model) -> tuple[TreeModel, dict]:
     return model, {}
 
 
-def default_workers(device: torch.device, images: ImageInput) -> int:
-    """Image-decoding processes for scoring: for paths on CUDA, every core this process may use but one
-    (the main process feeds the GPU), at most 32; 0 for arrays or on the CPU, where the model needs the cores.
+def default_workers(device: torch.device, images: ImageInput, batch_size: int) -> int:
+    """Image-decoding processes for scoring: for paths on CUDA, every usable core but one (the main process
+    feeds the GPU), at most 32 and at most one per batch; 0 for arrays or on the CPU, where the model needs
+    the cores.
 
-    Decoding is what limits scoring on a GPU. One core decodes and resizes about 330-390 real 424 px DECaLS JPEGs
-    or 130 PNGs a second to 224 px (``benchmarks/classifier_input_pipeline.py``), so a million galaxies in
-    ten minutes (1,667 a second) needs about 5 cores for JPEGs and 13 for PNGs.
+    Decoding is what limits scoring on a GPU. One core decodes and resizes 310-395 real 424 px DECaLS JPEGs
+    or 130-150 PNGs a second to 224 px (``benchmarks/classifier_input_pipeline.py``), so a million galaxies
+    in ten minutes (1,667 a second) needs about 5 cores for JPEGs and 12 for PNGs.
     """
     if device.type != "cuda" or is_array(images):
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(32, cores - 1))
+    return max(1, min(32, usable_cores() - 1, math.ceil(len(images) / batch_size)))
+
+
+class _Batch(NamedTuple):
+    """One batch's results as numpy arrays; a field is None when it was not asked for."""
+
+    fractions: np.ndarray                  # (b, A)
+    acquisition: np.ndarray | None         # (b,), for an acquisition that scores each galaxy on its own
+    parts: np.ndarray | None               # (b, P), for a pool-relative one
+    embeddings: np.ndarray | None          # (b, D)
+    concentrations: np.ndarray | None      # (S, b, A)
 
 
 @dataclass
@@ -106,21 +120,21 @@ class _Stream:
     """One scoring pass set up: the model on its device, the acquisition function and the batch loader."""
 
     model: TreeModel
-    features: object
+    features: Callable[[torch.Tensor], torch.Tensor]
     speed: Speed
     device: torch.device
     acquisition: Acquisition | None
-    loader: object
+    loader: Iterable
     ids: np.ndarray
     n_samples: int
     tta: bool
     keep_samples: bool
     embeddings: bool
 
-    def batches(self):
-        """Per batch, in input order: (fractions (b, A), acquisition (b,) or None, parts (b, P) or None,
-        embeddings (b, D) or None, concentrations (S, b, A) or None), as numpy arrays."""
+    def batches(self) -> Iterator[_Batch]:
+        """The results of every batch, in input order."""
         model, speed, device, acq, layout = self.model, self.speed, self.device, self.acquisition, self.model.layout
+        pool_relative = acq is not None and acq.pool_relative
         for x, _ in self.loader:
             x = to_device_images(x, device, speed.channels_last)
             with speed.autocast(device):
@@ -132,16 +146,17 @@ class _Stream:
                     feats = self.features(x)
                 conc = model.sample(feats, self.n_samples)
             conc, feats = conc.float(), feats.float()
-            pool_relative = acq is not None and acq.pool_relative
-            yield (layout.fractions(conc).mean(0).cpu().numpy(),
-                   acq(conc, layout).cpu().numpy() if acq is not None and not pool_relative else None,
-                   acq.parts(conc, layout).cpu().numpy() if pool_relative else None,
-                   F.normalize(feats, dim=-1).cpu().numpy() if self.embeddings else None,
-                   conc.cpu().numpy() if self.keep_samples else None)
+            yield _Batch(layout.fractions(conc).mean(0).cpu().numpy(),
+                         acq(conc, layout).cpu().numpy() if acq is not None and not pool_relative else None,
+                         acq.parts(conc, layout).cpu().numpy() if pool_relative else None,
+                         F.normalize(feats, dim=-1).cpu().numpy() if self.embeddings else None,
+                         conc.cpu().numpy() if self.keep_samples else None)
 
 
-def _stream(model, images: ImageInput, ids, *, n_samples, acquisition, tta, batch_size, image_size, crop_fraction,
-            device, amp, channels_last, compile, num_workers, keep_samples, embeddings, progress) -> _Stream:
+def _stream(model, images: ImageInput, ids, *, n_samples=5, acquisition="bald", tta=False, batch_size=256,
+            image_size=None, crop_fraction=None, device=None, amp=None, channels_last=None, compile=None,
+            num_workers=None, keep_samples=False, embeddings=True, progress=False) -> _Stream:
+    """Check the arguments and set up a pass (see :func:`score` for their meaning)."""
     model, config = _as_model(model)
     image_size = image_size or config.get("image_size")
     if image_size is None:
@@ -154,7 +169,7 @@ def _stream(model, images: ImageInput, ids, *, n_samples, acquisition, tta, batc
     device = resolve_device(device)
     speed = Speed.resolve(device, amp, channels_last, compile)
     if num_workers is None:
-        num_workers = default_workers(device, images)
+        num_workers = default_workers(device, images, batch_size)
     model = model.to(device).eval()
     if speed.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -185,8 +200,8 @@ def score(model, images: ImageInput, ids: Sequence[str] | None = None, *, n_samp
     acquisition : registry name, an :class:`Acquisition`, or None.
     tta : average the embedding over the 8 dihedral views (rotations by 90 degrees and flips; Dieleman et
         al. 2015's viewpoint averaging). Costs 8 backbone passes.
-    num_workers : image-decoding processes for paths; None = :func:`default_workers` (all cores but one on
-        CUDA, where decoding is what starves the GPU; 0 on CPU, where the model needs the cores).
+    num_workers : image-decoding processes for paths; None = :func:`default_workers` (every usable core but
+        one on CUDA, where decoding is what starves the GPU; 0 on CPU, where the model needs the cores).
     anomaly_reference : embeddings (m, D) of typical galaxies (e.g. the training set); default: the scored
         galaxies themselves, each excluding itself.
 
@@ -204,19 +219,19 @@ def score(model, images: ImageInput, ids: Sequence[str] | None = None, *, n_samp
     samples = np.empty((n_samples, n, layout.n_answers), dtype=np.float32) if keep_samples else None
     parts = None             # (n, P) parts of a pool-relative acquisition, combined after the last batch
     lo = 0
-    for f, a, p, e, c in stream.batches():
-        b = len(f)
-        fractions[lo:lo + b] = f
-        if p is not None:
+    for batch in stream.batches():
+        b = len(batch.fractions)
+        fractions[lo:lo + b] = batch.fractions
+        if batch.parts is not None:
             if parts is None:
-                parts = np.empty((n, p.shape[1]), dtype=np.float32)
-            parts[lo:lo + b] = p
-        elif a is not None:
-            acq_scores[lo:lo + b] = a
+                parts = np.empty((n, batch.parts.shape[1]), dtype=np.float32)
+            parts[lo:lo + b] = batch.parts
+        elif batch.acquisition is not None:
+            acq_scores[lo:lo + b] = batch.acquisition
         if emb_out is not None:
-            emb_out[lo:lo + b] = e
+            emb_out[lo:lo + b] = batch.embeddings
         if samples is not None:
-            samples[:, lo:lo + b] = c
+            samples[:, lo:lo + b] = batch.concentrations
         lo += b
 
     if parts is not None:
@@ -227,46 +242,47 @@ def score(model, images: ImageInput, ids: Sequence[str] | None = None, *, n_samp
                   embeddings=emb_out if embeddings else None, anomaly=anomaly_scores, concentrations=samples)
 
 
-@torch.no_grad()
 def score_chunks(model, images: ImageInput, ids: Sequence[str] | None = None, *, chunk_size: int = 4096,
-                 n_samples: int = 5, acquisition: str | Acquisition | None = "bald", tta: bool = False,
-                 batch_size: int = 256, image_size: int | None = None, crop_fraction: float | None = None,
-                 device=None, amp: bool | None = None, channels_last: bool | None = None, compile: bool | None = None,
-                 num_workers: int | None = None, keep_samples: bool = False, embeddings: bool = True,
-                 progress: bool = False) -> Iterator[Scores]:
+                 **kwargs) -> Iterator[Scores]:
     """:func:`score` as a stream: :class:`Scores` of consecutive chunks of the galaxies, in input order.
 
-    Each chunk holds whole batches, at least ``chunk_size`` galaxies (the last may hold fewer). One
-    loader serves every chunk, so its decoding workers start once and stay busy across chunk boundaries;
-    calling :func:`score` chunk by chunk instead starts them again for every chunk, and a chunk of a few
-    batches keeps most of them idle. Chunks carry no anomaly scores, which compare every galaxy with the
-    whole pool (:func:`knn_anomaly` on the gathered embeddings). For a pool-relative acquisition
-    (``bald-balanced``) a chunk's ``acquisition`` is None and its ``acquisition_parts`` are to be
-    combined over the pool (:meth:`Acquisition.combine`).
+    ``kwargs`` are :func:`score`'s, but for the anomaly ones: chunks carry no anomaly scores, which compare
+    every galaxy with the whole pool (:func:`knn_anomaly` on the gathered embeddings). Each chunk holds whole
+    batches, at least ``chunk_size`` galaxies (the last may hold fewer). One loader serves every chunk, so
+    its decoding workers start once and stay busy across chunk boundaries; calling :func:`score` chunk by
+    chunk instead starts them again for every chunk, and a chunk of a few batches leaves most of them idle.
+    For a pool-relative acquisition (``bald-balanced``) a chunk's ``acquisition`` is None and its
+    ``acquisition_parts`` are to be combined over the pool (:meth:`Acquisition.combine`).
+
+    The arguments are checked at once; the images are decoded and scored as the chunks are taken. Close the
+    iterator (``contextlib.closing``) to stop its loader's workers early.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
-    stream = _stream(model, images, ids, n_samples=n_samples, acquisition=acquisition, tta=tta,
-                     batch_size=batch_size, image_size=image_size, crop_fraction=crop_fraction, device=device,
-                     amp=amp, channels_last=channels_last, compile=compile, num_workers=num_workers,
-                     keep_samples=keep_samples, embeddings=embeddings, progress=progress)
+    return _chunks(_stream(model, images, ids, **kwargs), chunk_size)
+
+
+@torch.no_grad()
+def _chunks(stream: _Stream, chunk_size: int) -> Iterator[Scores]:
     acq = stream.acquisition
-    name = acq.name if acq is not None else ""
-    held, lo = [], 0
+    held: list[_Batch] = []
+    lo = count = 0
 
     def chunk() -> Scores:
-        f, a, p, e, c = (None if x[0] is None else np.concatenate(x, axis=1 if i == 4 else 0)
-                         for i, x in enumerate(zip(*held)))
-        return Scores(ids=stream.ids[lo:lo + len(f)], columns=stream.model.layout.columns, fractions=f,
-                      acquisition=a, acquisition_name=name, acquisition_parts=p, embeddings=e, concentrations=c)
+        def joined(field: str, axis: int = 0):
+            arrays = [getattr(b, field) for b in held]
+            return None if arrays[0] is None else np.concatenate(arrays, axis=axis)
+        return Scores(ids=stream.ids[lo:lo + count], columns=stream.model.layout.columns,
+                      fractions=joined("fractions"), acquisition=joined("acquisition"),
+                      acquisition_name=acq.name if acq is not None else "", acquisition_parts=joined("parts"),
+                      embeddings=joined("embeddings"), concentrations=joined("concentrations", axis=1))
 
     for batch in stream.batches():
         held.append(batch)
-        if sum(len(b[0]) for b in held) >= chunk_size:
-            out = chunk()
-            yield out
-            lo += len(out.fractions)
-            held = []
+        count += len(batch.fractions)
+        if count >= chunk_size:
+            yield chunk()
+            lo, count, held = lo + count, 0, []
     if held:
         yield chunk()
 

@@ -1,8 +1,6 @@
 """score(): MC-dropout fractions, acquisition, embeddings, anomaly, similarity, viewpoint averaging."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -111,11 +109,26 @@ def test_score_chunks_start_the_decoding_workers_once(tmp_path, model, monkeypat
     assert len(chunks) == 4 and made == [1]
 
 
-def test_scoring_uses_every_core_but_one_to_decode_files_for_a_gpu():
-    cores = len(os.sched_getaffinity(0))
-    assert default_workers(torch.device("cuda"), ["a.png"]) == max(1, min(32, cores - 1))
-    assert default_workers(torch.device("cuda"), np.zeros((1, 8, 8, 3), np.uint8)) == 0   # arrays: no decoding
-    assert default_workers(torch.device("cpu"), ["a.png"]) == 0                             # the model needs the cores
+def test_scoring_uses_every_core_but_one_to_decode_files_for_a_gpu(monkeypatch):
+    import classifier.scoring as scoring
+    cuda, paths = torch.device("cuda"), [f"{i}.png" for i in range(10_000)]
+    monkeypatch.setattr(scoring, "usable_cores", lambda: 16)
+    assert default_workers(cuda, paths, 256) == 15
+    assert default_workers(cuda, paths[:600], 256) == 3                      # no more workers than batches
+    monkeypatch.setattr(scoring, "usable_cores", lambda: 64)
+    assert default_workers(cuda, paths, 256) == 32
+    monkeypatch.setattr(scoring, "usable_cores", lambda: 1)
+    assert default_workers(cuda, paths, 256) == 1
+    assert default_workers(cuda, np.zeros((1, 8, 8, 3), np.uint8), 256) == 0  # arrays: nothing to decode
+    assert default_workers(torch.device("cpu"), paths, 256) == 0             # the model needs the cores
+
+
+def test_score_chunks_checks_its_arguments_at_once(model):
+    images, _ = blob_images(3, 32)
+    with pytest.raises(ValueError, match="2 ids for 3 images"):
+        score_chunks(model, images, ["a", "b"], image_size=32, device="cpu")
+    with pytest.raises(ValueError, match="chunk_size"):
+        score_chunks(model, images, image_size=32, device="cpu", chunk_size=0)
 
 
 def test_scores_csv_has_the_fixed_columns(tmp_path, model):

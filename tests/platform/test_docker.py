@@ -59,6 +59,9 @@ def test_compose_services_commands_and_health_checks():
         assert "healthcheck" in service, name
     assert services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
     assert services["gpu-worker"]["build"]["dockerfile"] == "docker/Dockerfile.gpu"
+    # scoring's decoding workers hand batches over in /dev/shm: 32 workers x 2 batches x 38.5 MB must fit
+    size = services["gpu-worker"]["shm_size"]
+    assert size.endswith("gb") and int(size[:-2]) * 2**30 >= 32 * 2 * 256 * 224 * 224 * 3
     assert "-Q" in services["worker"]["command"] and "default" in services["worker"]["command"]
     assert services["gpu-worker"]["command"][services["gpu-worker"]["command"].index("-Q") + 1] == "gpu"
     for name in ("web", "worker", "gpu-worker", "beat"):

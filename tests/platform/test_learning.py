@@ -326,6 +326,7 @@ def test_a_pool_relative_acquisition_ranks_every_active_subject_against_all_the_
     from django.core.files import File
 
     import classifier
+    import classifier.scoring
     from classifier.acquisition import BalancedBALD
     from zooplatform.galaxies.services import subject_retire
     from zooplatform.learning.services import scoring

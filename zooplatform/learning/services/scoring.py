@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import closing
 
 import numpy as np
 from django.db import transaction
@@ -67,24 +68,26 @@ def model_score(*, model_version_id: int, progress=None) -> dict:
     # One stream over every subject: its decoding workers start once, and each chunk is written as it comes.
     stream = classifier.score_chunks(
         model, [subject_image_path(s) for s in subjects], [str(s.pk) for s in subjects], chunk_size=BATCH,
-        batch_size=SCORE_BATCH, n_samples=settings.mc_samples, acquisition=acquisition, image_size=checkpoint.config.get("image_size"),
-        crop_fraction=checkpoint.config.get("crop_fraction", 1.0), device=None)
+        batch_size=SCORE_BATCH, n_samples=settings.mc_samples, acquisition=acquisition,
+        image_size=checkpoint.config.get("image_size"), crop_fraction=checkpoint.config.get("crop_fraction", 1.0))
     start = 0
-    for scores in stream:
-        chunk = subjects[start:start + len(scores.ids)]
-        if pool_relative:
-            pool_parts.append(scores.acquisition_parts[:max(0, n_active - start)])
-        rows = []
-        for i, s in enumerate(chunk):
-            rows.append(Prediction(
+    with closing(stream):           # a failed write stops the loader's workers at once
+        for scores in stream:
+            chunk = subjects[start:start + len(scores.ids)]
+            if [str(s.pk) for s in chunk] != list(scores.ids):
+                raise RuntimeError(f"scores out of step with their subjects after {start}")
+            if pool_relative:
+                pool_parts.append(scores.acquisition_parts[:max(0, n_active - start)])
+            rows = [Prediction(
                 subject_id=s.pk, model_version=version,
                 fractions={c: round(float(v), 5) for c, v in zip(scores.columns, scores.fractions[i])},
                 acquisition=None if pool_relative else float(scores.acquisition[i]),    # pool-relative: below
-                embedding=scores.embeddings[i].astype(np.float16).tobytes() if scores.embeddings is not None else None))
-        Prediction.objects.bulk_create(rows, update_conflicts=True, unique_fields=["subject", "model_version"],
-                                       update_fields=["fractions", "acquisition", "embedding"])
-        start += len(chunk)
-        progress(0.05 + 0.7 * min(1.0, start / max(n, 1)), f"scored {start} of {n}")
+                embedding=scores.embeddings[i].astype(np.float16).tobytes() if scores.embeddings is not None else None)
+                for i, s in enumerate(chunk)]
+            Prediction.objects.bulk_create(rows, update_conflicts=True, unique_fields=["subject", "model_version"],
+                                           update_fields=["fractions", "acquisition", "embedding"])
+            start += len(chunk)
+            progress(0.05 + 0.7 * min(1.0, start / max(n, 1)), f"scored {start} of {n}")
 
     if pool_relative and n_active:
         _pool_acquisition_write(version, subjects[:n_active], acquisition, np.concatenate(pool_parts))
