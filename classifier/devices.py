@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 ENV_DEVICE = "TORCH_DEVICE"
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")    # "<quota> <period>" or "max <period>" (cgroup v2)
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -90,7 +91,7 @@ def usable_cores() -> int:
     ``--cpus`` limit, ``/sys/fs/cgroup/cpu.max``) where one is set."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        quota, period = CGROUP_CPU_MAX.read_text().split()[:2]
         if quota != "max":
             cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
     except (OSError, ValueError):

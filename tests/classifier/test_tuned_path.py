@@ -9,10 +9,26 @@ import numpy as np
 import pytest
 import torch
 
-from classifier.devices import Speed, resolve_device, to_device_images
+from classifier.devices import Speed, resolve_device, to_device_images, usable_cores
 from classifier.models import create_model
 from classifier.scoring import score
 from classifier.train import TrainConfig, fit
+
+
+def test_usable_cores_follow_the_affinity_mask_and_a_container_cpu_quota(monkeypatch, tmp_path):
+    import os
+
+    import classifier.devices as devices
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    cpu_max = tmp_path / "cpu.max"
+    monkeypatch.setattr(devices, "CGROUP_CPU_MAX", cpu_max)
+    assert usable_cores() == 16                                   # no cgroup file: the mask alone
+    cpu_max.write_text("max 100000\n")
+    assert usable_cores() == 16                                   # no quota
+    cpu_max.write_text("250000 100000\n")
+    assert usable_cores() == 3                                    # --cpus 2.5: 3 cores' worth of processes
+    cpu_max.write_text("5000000 100000\n")
+    assert usable_cores() == 16                                   # a quota above the mask
 
 
 def test_device_from_environment(monkeypatch):
