@@ -42,7 +42,7 @@ import time
 import numpy as np
 import torch
 
-from classifier.data import image_batches, load_image
+from classifier.data import decodes_reduced, image_batches, load_image
 from classifier.devices import usable_cores
 from classifier_common import REALDATA, machine, save, table
 
@@ -63,6 +63,11 @@ def real_images() -> tuple[list[str], list[str]]:
     return jpgs, pngs
 
 
+def repeated(paths: list[str], n: int) -> list[str]:
+    """``n`` paths: ``paths`` over and over."""
+    return (paths * math.ceil(n / len(paths)))[:n]
+
+
 def per_image_seconds(fn, paths: list[str], repeats: int) -> float:
     """Median over ``repeats`` passes of the seconds per image of ``fn`` over ``paths``."""
     times = []
@@ -81,12 +86,15 @@ def decode_only(path: str) -> None:
 
 
 def per_core_rows(jpgs: list[str], pngs: list[str], sizes: list[int], repeats: int) -> list[dict]:
+    from PIL import Image
     rows = []
     for fmt, paths in (("JPEG", jpgs), ("PNG", pngs * max(1, len(jpgs) // (4 * len(pngs))))):
+        with Image.open(paths[0]) as im:
+            width, height = im.size
         decode = per_image_seconds(decode_only, paths, repeats)
         for size in sizes:
             total = per_image_seconds(lambda p: load_image(p, size), paths, repeats)
-            reduced = fmt == "JPEG" and 424 > 2 * size      # load_image decodes at a reduced DCT scale
+            reduced = fmt == "JPEG" and decodes_reduced(width, height, size)   # no full-size decode
             rows.append({"format": fmt, "px": size, "full-size decode ms": decode * 1e3,
                          "crop + resize ms": float("nan") if reduced else (total - decode) * 1e3,
                          "load_image ms": total * 1e3,
@@ -129,7 +137,7 @@ def main(argv=None) -> None:
     print(table(core, list(core[0]), floatfmt=".2f"))
 
     print(f"\n## 2. the scoring loader, {args.size} px JPEGs, {n} galaxies, batches of {BATCH}")
-    paths = (jpgs * math.ceil(n / len(jpgs)))[:n]
+    paths = repeated(jpgs, n)
     rows = []
     for w in workers:
         ones, per_chunks = [], []

@@ -35,7 +35,7 @@ from classifier.devices import Speed, resolve_device
 from classifier.losses import TreeLoss
 from classifier.models import create_model, list_models
 from classifier_common import machine, save, table
-from classifier_input_pipeline import IMAGES, real_images
+from classifier_input_pipeline import IMAGES, real_images, repeated
 
 
 def sync(device):
@@ -127,15 +127,12 @@ def measure_scoring(name: str, size: int, n: int, batch: int, device, tuned: boo
     from classifier.scoring import default_workers, score, score_chunks
     torch.manual_seed(0)
     model = create_model(name, tree="gz_decals")
-    images = np.random.default_rng(0).integers(0, 255, (n, size, size, 3), dtype=np.uint8)
     kw = dict(n_samples=5, acquisition="bald", image_size=size, batch_size=batch, device=device,
               amp=tuned, channels_last=tuned, compile=tuned)
-    score(model, images[:batch], anomaly=False, **kw)       # warm-up (and compilation)
     out = {}
     if files:
-        jpgs = real_images()[0]
-        paths = (jpgs * -(-files // len(jpgs)))[:files]
-        score(model, paths[:batch], anomaly=False, **kw)   # the loader's first start
+        paths = repeated(real_images()[0], files)
+        score(model, paths[:batch], anomaly=False, **kw)   # warm-up (and compilation), the loader's first start
         out["workers"] = default_workers(device, paths, batch)
         t = time.perf_counter()
         for _ in score_chunks(model, paths, chunk_size=4096, **kw):
@@ -143,6 +140,8 @@ def measure_scoring(name: str, size: int, n: int, batch: int, device, tuned: boo
         sync(device)
         n = files
     else:
+        images = np.random.default_rng(0).integers(0, 255, (n, size, size, 3), dtype=np.uint8)
+        score(model, images[:batch], anomaly=False, **kw)   # warm-up (and compilation)
         t = time.perf_counter()
         score(model, images, anomaly=False, **kw)
         sync(device)

@@ -40,11 +40,21 @@ def load_image(path: str | os.PathLike, size: int, crop_fraction: float = 1.0) -
         from .imaging import load_image_any  # DECaLS-style asinh rendering of FITS cubes
         return _crop_resize(Image.fromarray(load_image_any(path)), size, crop_fraction)
     with Image.open(path) as im:
-        w, h = im.size
-        want = int(np.ceil(size / max(crop_fraction, 1e-6)))
-        if im.format == "JPEG" and min(w, h) > 2 * want:
+        if im.format == "JPEG" and decodes_reduced(*im.size, size, crop_fraction):
+            want = _wanted_side(size, crop_fraction)
             im.draft("RGB", (want, want))
         return _crop_resize(im.convert("RGB"), size, crop_fraction)
+
+
+def _wanted_side(size: int, crop_fraction: float) -> int:
+    """The side the whole image needs so that its centre crop still has ``size`` pixels."""
+    return int(np.ceil(size / max(crop_fraction, 1e-6)))
+
+
+def decodes_reduced(width: int, height: int, size: int, crop_fraction: float = 1.0) -> bool:
+    """Whether :func:`load_image` decodes a JPEG of ``width`` x ``height`` at a reduced DCT scale (at least
+    half scale still covers ``size`` after the crop)."""
+    return min(width, height) > 2 * _wanted_side(size, crop_fraction)
 
 
 def load_native(path: str | os.PathLike) -> np.ndarray:
