@@ -83,7 +83,7 @@ import math
 import multiprocessing
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -312,8 +312,8 @@ def main(argv=None) -> None:
                     help="run the (strategy, seed) curves in this many processes at once (each with --threads)")
     ap.add_argument("--reuse", action="store_true",
                     help="take curves of (dataset, strategy, seed) run with the same options from the results file "
-                         "instead of recomputing them (runs repeat exactly on one machine for a given --threads; "
-                         "another CPU gives slightly different curves)")
+                         "instead of recomputing them, also those a stopped run had finished (runs repeat exactly "
+                         "on one machine for a given --threads; another CPU gives slightly different curves)")
     ap.add_argument("--out", default="", help="results file name in benchmarks/results, without .json "
                                               "(default: classifier_label_efficiency[_quick])")
     args = ap.parse_args(argv)
@@ -344,12 +344,22 @@ def main(argv=None) -> None:
         jobs = [(st, seed) for seed in args.seeds for st in strategies if (st, seed) not in kept]
         for st, seed in kept:
             print(f"    {st:>7} seed {seed}: reused from the previous results file", flush=True)
+        by_seed = {st: dict(v) for st, v in stored.items()}     # other strategies' and seeds' curves stay
+
+        def keep(st: str, seed: int, curve) -> None:
+            # each curve is written as soon as it is done, so that --reuse resumes a run that was stopped
+            kept[st, seed] = curve
+            by_seed.setdefault(st, {})[str(seed)] = curve
+            partial = {"run": run, "curves_by_seed": by_seed, "complete": False}
+            save(out_name, {"results": {**previous, **results, dataset: partial}})
         if args.jobs > 1 and len(jobs) > 1:
             with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
-                done = list(ex.map(run_job, *zip(*[(dataset, run, st, seed, args.threads) for st, seed in jobs])))
+                futures = {ex.submit(run_job, dataset, run, st, seed, args.threads): (st, seed) for st, seed in jobs}
+                for future in as_completed(futures):
+                    keep(*futures[future], future.result())
         else:
-            done = [run_job(dataset, run, st, seed, args.threads) for st, seed in jobs]
-        kept.update(zip(jobs, done))
+            for st, seed in jobs:
+                keep(st, seed, run_job(dataset, run, st, seed, args.threads))
         curves = {st: [kept[st, seed] for seed in args.seeds] for st in strategies}
         rows, summary, final = summarise(curves, strategies)
         for t in (rows, summary, final):
@@ -357,9 +367,6 @@ def main(argv=None) -> None:
             print(table(t, list(dict.fromkeys(k for r in t for k in r)), floatfmt=".4f"))
         seconds = time.perf_counter() - t0
         print(f"# {dataset}: {seconds:.0f} s")
-        by_seed = {st: dict(v) for st, v in stored.items()}     # other strategies' and seeds' curves stay
-        for (st, seed), c in kept.items():
-            by_seed.setdefault(st, {})[str(seed)] = c
         results[dataset] = {"run": run, "seeds": args.seeds, "curves_by_seed": by_seed, "mean": rows,
                             "summary": summary, "final_by_measure": final, "seconds": seconds}
     print(f"\nwritten {save(out_name, {'results': {**previous, **results}})}")
