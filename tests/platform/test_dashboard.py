@@ -235,7 +235,7 @@ def settings_post(project, **changes):
     data = {}
     for name, field in form.fields.items():
         value = form.initial.get(name)
-        data[name] = field.prepare_value(value) if name.endswith(("_params", "_overrides")) else value
+        data[name] = field.prepare_value(value) if name.endswith(("_params", "_overrides", "_questions")) else value
     data.update(changes)
     return {k: ("" if v is None else v) for k, v in data.items() if v is not False}
 
@@ -253,6 +253,17 @@ def test_settings_form_saves_valid_knobs(staff, project):
     assert (s.multi_aggregator, s.multi_params) == ("vote_fraction", {"budget": 30})
 
 
+def test_settings_form_aims_acquisition_at_questions(staff, project):
+    response = staff.post(url(project, "learning/"), settings_post(
+        project, acquisition_questions="bar,  has-spiral-arms bar"))
+    assert response.status_code == 302
+    assert LearningSettings.objects.get(project=project).acquisition_questions == ["bar", "has-spiral-arms"]
+    page = staff.get(url(project, "learning/")).content.decode()
+    assert 'value="bar, has-spiral-arms"' in page
+    staff.post(url(project, "learning/"), settings_post(project, acquisition_questions=""))
+    assert LearningSettings.objects.get(project=project).acquisition_questions == []
+
+
 @pytest.mark.parametrize("changes, field, reason", [
     ({"binary_aggregator": "nope"}, "binary_aggregator", "known: dawid_skene, majority, swap, vote_fraction"),
     ({"binary_params": '{"prior": 0.5,}'}, "binary_params", "Not valid JSON"),
@@ -267,6 +278,10 @@ def test_settings_form_saves_valid_knobs(staff, project):
     ({"hard_share": "1.5"}, "hard_share", "less than or equal to 1"),
     ({"skilled_accuracy": "-0.1"}, "skilled_accuracy", "greater than or equal to 0"),
     ({"acquisition": "bold"}, "acquisition", "Unknown acquisition 'bold'; known: bald"),
+    ({"acquisition_questions": "bar bars"}, "acquisition_questions",
+     "Unknown question 'bars'; this project's questions: smooth-or-featured"),
+    ({"acquisition": "random", "acquisition_questions": "bar"}, "acquisition_questions",
+     "random acquisition looks at no question"),
 ])
 def test_settings_form_refuses_with_a_field_error(staff, project, changes, field, reason):
     before = learning_settings_get(project_id=project.pk).updated_at

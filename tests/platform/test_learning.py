@@ -317,23 +317,17 @@ def test_retrain_skips_without_enough_labels():
     assert Job.objects.get(project=project).status == Job.Status.SKIPPED
 
 
-def test_a_pool_relative_acquisition_ranks_every_active_subject_against_all_the_others(monkeypatch, tmp_path):
-    """bald-balanced gives every question its share of the pool's most informative galaxies, so its scores
-    depend on the whole pool: scored in chunks of 5 from one loader, the parts of all 12 active subjects
-    are combined once (not chunk by chunk), retired calibration subjects are left out, and the priorities
-    follow."""
+def _promoted_model(tmp_path, **settings):
+    """A project with these learning settings and a promoted, untrained test ConvNeXt (dropout 0.5) stored
+    as a real checkpoint file: (project, its ModelVersion, its tree)."""
     import torch
     from django.core.files import File
 
     import classifier
-    import classifier.scoring
-    from classifier.acquisition import BalancedBALD
-    from zooplatform.galaxies.services import subject_retire
-    from zooplatform.learning.services import scoring
     from zooplatform.workflows.selectors import workflow_version_current
 
     project = ProjectFactory()
-    LearningSettings.objects.create(project=project, acquisition="bald-balanced", mc_samples=4, machine_enabled=False)
+    LearningSettings.objects.create(project=project, mc_samples=4, machine_enabled=False, **settings)
     tree = workflow_version_current(project=project).decision_tree
     torch.manual_seed(0)
     model = classifier.create_model("test_convnext_tree", tree=tree, dropout_rate=0.5)
@@ -344,6 +338,52 @@ def test_a_pool_relative_acquisition_ranks_every_active_subject_against_all_the_
                                           status="ready", promoted=True)
     with open(ckpt.save(tmp_path / "m.pt"), "rb") as fh:
         version.checkpoint.save("m.pt", File(fh))
+    return project, version, tree
+
+
+def test_acquisition_aimed_at_questions_scores_only_those(monkeypatch, tmp_path):
+    """With ``acquisition_questions``, scoring ranks galaxies by what they would teach the model about those
+    questions alone: each stored score is BALD restricted to them, from the same MC samples."""
+    import torch
+
+    import classifier
+
+    project, version, tree = _promoted_model(tmp_path, acquisition="bald", acquisition_questions=["bar"])
+    subjects = [SubjectFactory(subject_set__project=project) for _ in range(6)]
+    seen = []
+    real = classifier.score_chunks
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["acquisition"])
+        for chunk in real(*args, **{**kwargs, "keep_samples": True}):
+            seen.append(chunk)
+            yield chunk
+    monkeypatch.setattr(classifier, "score_chunks", spy)
+    from zooplatform.learning.services import scoring
+    assert scoring.model_score(model_version_id=version.pk)["scored"] == 6
+    acquisition, chunks = seen[0], seen[1:]
+    assert acquisition.questions == ("bar",)
+    whole_tree = classifier.create_acquisition("bald")
+    stored = dict(Prediction.objects.filter(model_version=version).values_list("subject_id", "acquisition"))
+    for chunk in chunks:
+        samples = torch.from_numpy(chunk.concentrations)
+        aimed = acquisition(samples, tree).numpy()
+        assert [stored[int(i)] for i in chunk.ids] == pytest.approx(aimed.tolist(), rel=1e-5)
+        assert not np.allclose(aimed, whole_tree(samples, tree).numpy())
+    assert {s.pk for s in subjects} <= set(stored)
+
+
+def test_a_pool_relative_acquisition_ranks_every_active_subject_against_all_the_others(monkeypatch, tmp_path):
+    """bald-balanced gives every question its share of the pool's most informative galaxies, so its scores
+    depend on the whole pool: scored in chunks of 5 from one loader, the parts of all 12 active subjects
+    are combined once (not chunk by chunk), retired calibration subjects are left out, and the priorities
+    follow."""
+    import classifier.scoring
+    from classifier.acquisition import BalancedBALD
+    from zooplatform.galaxies.services import subject_retire
+    from zooplatform.learning.services import scoring
+
+    project, version, tree = _promoted_model(tmp_path, acquisition="bald-balanced")
     active = [SubjectFactory(subject_set__project=project) for _ in range(12)]
     for _ in range(3):
         subject_retire(subject=SubjectFactory(subject_set__project=project), reason="consensus", n_classifications=5,

@@ -48,6 +48,21 @@ class JSONObjectField(forms.JSONField):
         return value
 
 
+class QuestionListField(forms.CharField):
+    """Question names separated by commas or spaces, edited as one line; a list, empty when blank."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        return ", ".join(value) if isinstance(value, (list, tuple)) else value
+
+    def to_python(self, value):
+        names = str(value or "").replace(",", " ").split()
+        return list(dict.fromkeys(names))            # in order, each once
+
+
 class LearningActionForm(forms.Form):
     action = forms.ChoiceField(choices=list(LEARNING_ACTIONS.items()))
 
@@ -93,6 +108,11 @@ class LearningSettingsForm(forms.Form):
     acquisition = forms.CharField(max_length=32, label="Acquisition function",
                                   help_text="bald, bald-balanced (every question gets its share of each batch), "
                                             "entropy, margin or random")
+    acquisition_questions = QuestionListField(
+        label="Aim acquisition at questions",
+        help_text="Question names, e.g. bar: galaxies are chosen for what they would teach the model about these "
+                  "(empty: the whole tree). Aimed at one question, BALD saves far more of that question's labels "
+                  "than BALD over the whole tree does (benchmarks/classifier_label_efficiency.py).")
     mc_samples = forms.IntegerField(min_value=1, max_value=100, label="MC-dropout passes when scoring")
     hard_after_votes = forms.IntegerField(
         min_value=1, max_value=10_000, label="Hard after votes",
@@ -129,6 +149,15 @@ class LearningSettingsForm(forms.Form):
             raise forms.ValidationError("Must be a number of hours.")
         return value
 
+    def clean_acquisition_questions(self):
+        names = self.cleaned_data["acquisition_questions"]
+        known = [q.name for q in self.tree.questions]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise forms.ValidationError(f"Unknown question {', '.join(map(repr, unknown))}; this project's questions: "
+                                        f"{', '.join(known)}.")
+        return names
+
     def _changed(self, name: str) -> bool:
         return name in self.cleaned_data and self.cleaned_data[name] != getattr(self.current, name)
 
@@ -140,6 +169,9 @@ class LearningSettingsForm(forms.Form):
         self._check_aggregator("binary", binary=True)
         self._check_aggregator("multi", binary=False)
         self._check_training()
+        if data.get("acquisition") == "random" and data.get("acquisition_questions"):
+            self.add_error("acquisition_questions", "random acquisition looks at no question: leave this empty, or "
+                                                    "choose one that scores questions.")
         return data
 
     def _check_aggregator(self, prefix: str, *, binary: bool) -> None:

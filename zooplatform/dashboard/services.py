@@ -95,7 +95,8 @@ SETTINGS_FIELDS = (
     "binary_aggregator", "binary_params", "multi_aggregator", "multi_params", "reach_threshold", "min_votes",
     "vote_cap", "expert_after", "machine_enabled", "machine_retires", "train_preset", "train_overrides",
     "detector_enabled", "detector_overrides", "retrain_after_retirements", "retrain_interval_hours", "min_training_subjects",
-    "acquisition", "mc_samples", "hard_after_votes", "hard_share", "skilled_accuracy", "skilled_min_gold",
+    "acquisition", "acquisition_questions", "mc_samples", "hard_after_votes", "hard_share", "skilled_accuracy",
+    "skilled_min_gold",
 )
 
 

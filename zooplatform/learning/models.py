@@ -222,7 +222,8 @@ class LearningSettings(models.Model):
     evidence may retire a galaxy it decides on its own (GZX's machine retirements). Training: the
     classifier preset and architecture, retraining after ``retrain_after_retirements`` new retirements
     (and at least every ``retrain_interval_hours``); scoring with ``mc_samples`` MC-dropout passes and
-    the ``acquisition`` function, whose scores become subject priorities. Matching: galaxies still
+    the ``acquisition`` function (aimed at ``acquisition_questions`` when given), whose scores become
+    subject priorities. Matching: galaxies still
     undecided after ``hard_after_votes`` classifications are hard; a volunteer whose estimated accuracy
     reaches ``skilled_accuracy`` on at least ``skilled_min_gold`` gold galaxies gets ``hard_share`` of
     their galaxies from the hardest first.
@@ -249,6 +250,10 @@ class LearningSettings(models.Model):
     retrain_interval_hours = models.FloatField(default=24.0)
     min_training_subjects = models.PositiveIntegerField(default=40)
     acquisition = models.CharField(max_length=32, default="bald")
+    acquisition_questions = models.JSONField(
+        default=list, blank=True,
+        help_text="Question names to aim the acquisition at, as Walmsley et al. (2020) aimed BALD at 'smooth' and "
+                  "'bar' (empty: the whole tree, reach-weighted)")
     mc_samples = models.PositiveIntegerField(default=5)
     hard_after_votes = models.PositiveIntegerField(
         default=5, help_text="A galaxy still undecided after this many classifications counts as hard")
