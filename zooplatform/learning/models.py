@@ -223,10 +223,9 @@ class LearningSettings(models.Model):
     classifier preset and architecture, retraining after ``retrain_after_retirements`` new retirements
     (and at least every ``retrain_interval_hours``); scoring with ``mc_samples`` MC-dropout passes and
     the ``acquisition`` function (aimed at ``acquisition_questions`` when given), whose scores become
-    subject priorities. Matching: galaxies still
-    undecided after ``hard_after_votes`` classifications are hard; a volunteer whose estimated accuracy
-    reaches ``skilled_accuracy`` on at least ``skilled_min_gold`` gold galaxies gets ``hard_share`` of
-    their galaxies from the hardest first.
+    subject priorities. Matching: galaxies still undecided after ``hard_after_votes`` classifications
+    are hard; a volunteer whose estimated accuracy reaches ``skilled_accuracy`` on at least
+    ``skilled_min_gold`` gold galaxies gets ``hard_share`` of their galaxies from the hardest first.
     """
 
     project = models.OneToOneField("galaxies.Project", on_delete=models.CASCADE, related_name="learning_settings")
