@@ -52,11 +52,26 @@ Walmsley et al. (2020) found 35-60 % fewer labels with BALD, depending on the qu
 50 %.
 
 What the measures can show (2026-12-06, 3 seeds, 900 labels, converged): BALD saves labels on a question it
-is aimed at (``bald:has-spiral-arms`` on the survey mix), not on the whole tree. Whole-tree BALD sends
-most labels to featured galaxies (in one model's top 100 of a survey pool: 90 spirals, no ellipticals, most
-for their uncertain smooth-or-featured vote fractions, already 99 % right), gaining on bar, bulge and
-spiral questions and losing on how-rounded, while the whole-tree accuracy counts every (galaxy, question)
-pair on the true path: on the survey mix, 70 % of them are smooth-or-featured, how-rounded and merging.
+is aimed at, not on the whole tree.
+
+Aimed at one question (``--set rounds=8 epochs=50 test=2000``, 3 seeds): ``bald:has-spiral-arms`` on the
+survey mix reached random's 900-label accuracy with 194 labels, 78 % fewer. Walmsley et al. (2020) aimed
+BALD at "smooth" and at "bar", so the same here. ``bald:smooth-or-featured`` (survey mix, 1,673 s for 2
+seeds of both curves beside a CI run, 565 s for the third): that question is 99 % right from 100 labels under every
+strategy, so its accuracy shows nothing; its vote-fraction RMSE, their measure, reached random's 900-label
+0.0873 with 431 labels, 52 % fewer, lower than random's at 23 of the 24 (seed, round) pairs from 200
+labels, with the whole tree level (0.834 vs 0.829). ``bald:bar`` on the balanced mix (on the survey mix
+random stays at chance on bar; 1,099 s + 630 s): random's 900-label bar accuracy (0.539) with 448 labels,
+50 % fewer, ahead at 18 of the 24 pairs (one seed behind until 700 labels); but random's bar curve rises
+only from 0.516 to 0.539 over 800 labels, so that figure is fragile, and on RMSE the saving is 8 %; the
+whole tree fell (0.789 vs 0.805: how-rounded and merging lost the labels bar took). ``bald:merging``
+(survey mix, 2 seeds, 548 s) saved nothing: merging stayed at 0.80 against random's 0.81.
+
+On the whole tree, BALD sends most labels to featured galaxies (in one model's top 100 of a survey pool: 90
+spirals, no ellipticals, most for their uncertain smooth-or-featured vote fractions, already 99 % right),
+gaining on bar, bulge and spiral questions and losing on how-rounded, while the whole-tree accuracy counts
+every (galaxy, question) pair on the true path: on the survey mix, 70 % of them are smooth-or-featured,
+how-rounded and merging.
 ``bald-balanced`` gives each question its share of the batch (another model's top 100: 20 ellipticals and 49
 spirals, where BALD's held none and 81), yet on the survey mix it saved 14 % of the labels and BALD 8 % (3
 seeds; 0.8392 and 0.8419 vs random's 0.8311 at 900), both losing on how-rounded (0.88 vs 0.96), with a seed's
