@@ -137,13 +137,10 @@ def radial_profiles(images: np.ndarray, n_bins: int = 32) -> np.ndarray:
     s = images.shape[1]
     yy, xx = np.mgrid[:s, :s] - (s - 1) / 2          # centred on the frame's centre, so 90° turns map exactly
     annulus = np.minimum((np.hypot(yy, xx) / (s / 2) * n_bins).astype(int), n_bins).ravel()
-    area = np.bincount(annulus, minlength=n_bins + 1)[:n_bins]
+    member = np.eye(n_bins + 1)[annulus][:, :n_bins]   # (s * s, n_bins) pixel-in-annulus; the corners in none
     x = images.reshape(len(images), s * s, 3).astype(np.float64) / 255.0
-    # (n, n_bins, 3): the sum over each annulus is one matrix product with the annulus indicator
-    member = np.zeros((s * s, n_bins))
-    inside = annulus < n_bins
-    member[np.flatnonzero(inside), annulus[inside]] = 1.0
-    log_profile = np.log(np.einsum("pk,npc->nkc", member, x) / area[None, :, None] + 1e-3)
+    # (n, n_bins, 3): each annulus's mean is one matrix product with the indicator, over its area
+    log_profile = np.log(np.einsum("pk,npc->nkc", member, x) / member.sum(0)[None, :, None] + 1e-3)
     mean = log_profile.mean(-1)
     return np.concatenate([log_profile.transpose(0, 2, 1).reshape(len(images), -1),
                            np.diff(mean, 1, axis=1), np.diff(mean, 2, axis=1)], 1)
@@ -168,10 +165,10 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, c: float = 1.0):
     return lambda v: expit(design(v) @ w)
 
 
-def radial_baseline(data, cat, splits: list[np.ndarray], size: int = 128) -> dict:
+def radial_baseline(data, cat, splits: list[np.ndarray], size: int = 128) -> tuple[dict, dict]:
     """The ring label from :func:`radial_profiles` of the whole frame at ``size`` px by
     :func:`fit_logistic` (``c`` fixed at 1, not tuned on the folds), on the CNNs' folds: does a method that
-    shares none of the CNN's machinery find more in these labels?"""
+    shares none of the CNN's machinery find more in these labels? Returns (table row, per-fold results)."""
     x = radial_profiles(data.image_array(size, crop_fraction=1.0))
     ring = cat["ring"].to_numpy()
     acc, auc = [], []
@@ -182,9 +179,9 @@ def radial_baseline(data, cat, splits: list[np.ndarray], size: int = 128) -> dic
         auc.append(roc_auc(ring[test], p))
     print(f"  radial profile + logistic regression: acc {np.mean(acc):.3f} auc {np.mean(auc):.3f} "
           f"({x.shape[1]} features)", flush=True)
-    return {"model": "radial profile + logistic (no CNN)", "px": size,
-            "accuracy": f"{np.mean(acc):.3f} ± {np.std(acc):.3f}", "auc": f"{np.mean(auc):.3f} ± {np.std(auc):.3f}",
-            "per_fold": {"accuracy": acc, "auc": auc}}
+    row = {"model": "radial profile + logistic (no CNN)", "px": size,
+           "accuracy": f"{np.mean(acc):.3f} ± {np.std(acc):.3f}", "auc": f"{np.mean(auc):.3f} ± {np.std(auc):.3f}"}
+    return row, {"accuracy": acc, "auc": auc}
 
 
 def cross_validate(label: str, cfg: TrainConfig, init: str, pretraining: dict | None, data, cat,
@@ -243,8 +240,7 @@ def main(argv=None) -> None:
         splits = splits[:2]
     rows, raw = [], {}
     out_name = args.out or "classifier_realdata_cv" + ("_quick" if args.quick else "")
-    baseline = radial_baseline(data, cat, splits)
-    raw["radial_baseline"] = baseline.pop("per_fold")
+    baseline, raw["radial_baseline"] = radial_baseline(data, cat, splits)
     with tempfile.TemporaryDirectory() as tmp:
         runs = []                           # (label, config, checkpoint to fine-tune from or "", pretraining)
         for name in models:
