@@ -235,7 +235,7 @@ def settings_post(project, **changes):
     data = {}
     for name, field in form.fields.items():
         value = form.initial.get(name)
-        data[name] = field.prepare_value(value) if name.endswith(("_params", "_overrides", "_questions")) else value
+        data[name] = field.prepare_value(value)       # as the page shows it: JSON and question lists as text
     data.update(changes)
     return {k: ("" if v is None else v) for k, v in data.items() if v is not False}
 

@@ -350,18 +350,18 @@ def test_acquisition_aimed_at_questions_scores_only_those(monkeypatch, tmp_path)
 
     project, version, tree = _promoted_model(tmp_path, acquisition="bald", acquisition_questions=["bar"])
     subjects = [SubjectFactory(subject_set__project=project) for _ in range(6)]
-    seen = []
+    acquisitions, chunks = [], []
     real = classifier.score_chunks
 
     def spy(*args, **kwargs):
-        seen.append(kwargs["acquisition"])
+        acquisitions.append(kwargs["acquisition"])
         for chunk in real(*args, **{**kwargs, "keep_samples": True}):
-            seen.append(chunk)
+            chunks.append(chunk)
             yield chunk
     monkeypatch.setattr(classifier, "score_chunks", spy)
     from zooplatform.learning.services import scoring
     assert scoring.model_score(model_version_id=version.pk)["scored"] == 6
-    acquisition, chunks = seen[0], seen[1:]
+    acquisition = acquisitions[0]
     assert acquisition.questions == ("bar",)
     whole_tree = classifier.create_acquisition("bald")
     stored = dict(Prediction.objects.filter(model_version=version).values_list("subject_id", "acquisition"))

@@ -62,7 +62,7 @@ def model_score(*, model_version_id: int, progress=None) -> dict:
     model = checkpoint.build()
     subjects, n_active = _subjects_to_score(version.project_id)
     n = len(subjects)
-    acquisition = classifier.create_acquisition(settings.acquisition, questions=settings.acquisition_questions or None)
+    acquisition = classifier.create_acquisition(settings.acquisition, questions=settings.acquisition_questions)
     pool_relative = acquisition.pool_relative
     pool_parts = []     # a pool-relative acquisition's parts of the active subjects, combined over all of them
     # One stream over every subject: its decoding workers start once, and each chunk is written as it comes.
