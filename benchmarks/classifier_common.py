@@ -18,6 +18,7 @@ mean, because the sample was selected on those fractions (featured > 0.6, not ed
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
@@ -33,6 +34,7 @@ from classifier.data import GalaxyData, fractions_to_counts
 ROOT = Path(__file__).resolve().parents[1]
 REALDATA = Path(os.environ.get("REALDATA", ROOT.parent / "shared" / "realdata"))
 RING_DIR = REALDATA / "zoobot"
+RING_IMAGES = RING_DIR / "data" / "example_images" / "basic"   # 470 JPEGs (424 px, quality 90), 4 original PNGs
 RESULTS = ROOT / "benchmarks" / "results"
 
 RING_TREE = DecisionTree.from_dict({"questions": [
@@ -60,6 +62,24 @@ def ring_data(n_votes: int = 40) -> tuple[GalaxyData, pd.DataFrame]:
     paths = [str(RING_DIR / f) for f in cat["file_loc"]]
     return GalaxyData(ids=cat["id_str"].to_numpy(), images=paths, votes=votes, tree=RING_TREE,
                       snapshot_id="zoobot-ring-example"), cat
+
+
+def real_images() -> tuple[list[str], list[str]]:
+    """The real ring-set cutouts as paths (JPEGs, PNGs), each read once so that timing starts from the page
+    cache."""
+    jpgs = sorted(str(p) for p in RING_IMAGES.glob("*.jpg"))
+    pngs = sorted(str(p) for p in RING_IMAGES.glob("*.png"))
+    if not jpgs or not pngs:
+        raise SystemExit(f"the real DECaLS cutouts are missing: expected JPEGs and PNGs in {RING_IMAGES}")
+    for path in jpgs + pngs:
+        with open(path, "rb") as f:
+            f.read()
+    return jpgs, pngs
+
+
+def repeated(paths: list[str], n: int) -> list[str]:
+    """``n`` paths: ``paths`` over and over."""
+    return (paths * math.ceil(n / len(paths)))[:n]
 
 
 def synthetic_data(n: int, *, seed: int = 0, size: int = 64, start: int = 0, n_volunteers: int = 40,

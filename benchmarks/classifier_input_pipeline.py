@@ -35,37 +35,17 @@ px (4.2-5.3 and 11-13 cores for 1,667/s); with 2 workers, one loader 669/s and a
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 
-import numpy as np
 import torch
 
 from classifier.data import decodes_reduced, image_batches, load_image
 from classifier.devices import usable_cores
-from classifier_common import REALDATA, machine, save, table
+from classifier_common import machine, real_images, repeated, save, table
 
-IMAGES = REALDATA / "zoobot" / "data" / "example_images" / "basic"
 TARGET = 1e6 / 600            # galaxies per second for a million in ten minutes
 CHUNK, BATCH = 512, 256       # the platform's chunk and batch before score_chunks
-
-
-def real_images() -> tuple[list[str], list[str]]:
-    """The real cutouts (JPEGs, PNGs), each read once so that timing starts from the page cache."""
-    jpgs = sorted(str(p) for p in IMAGES.glob("*.jpg"))
-    pngs = sorted(str(p) for p in IMAGES.glob("*.png"))
-    if not jpgs or not pngs:
-        raise SystemExit(f"the real DECaLS cutouts are missing: expected JPEGs and PNGs in {IMAGES}")
-    for path in jpgs + pngs:
-        with open(path, "rb") as f:
-            f.read()
-    return jpgs, pngs
-
-
-def repeated(paths: list[str], n: int) -> list[str]:
-    """``n`` paths: ``paths`` over and over."""
-    return (paths * math.ceil(n / len(paths)))[:n]
 
 
 def per_image_seconds(fn, paths: list[str], repeats: int) -> float:

@@ -34,8 +34,7 @@ import torch
 from classifier.devices import Speed, resolve_device
 from classifier.losses import TreeLoss
 from classifier.models import create_model, list_models
-from classifier_common import machine, save, table
-from classifier_input_pipeline import IMAGES, real_images, repeated
+from classifier_common import RING_IMAGES, machine, real_images, repeated, save, table
 
 
 def sync(device):
@@ -204,8 +203,8 @@ def main(argv=None) -> None:
     score_batch = batch if device.type == "cpu" else 512
     files = args.files if args.files is not None else (n if device.type == "cpu" else 50_000)
     files = files // score_batch * score_batch           # whole batches: no new shape to compile while timed
-    if files and not IMAGES.is_dir():
-        print(f"\n# {IMAGES} is absent: the scoring row from real JPEG files is left out.")
+    if files and not RING_IMAGES.is_dir():
+        print(f"\n# {RING_IMAGES} is absent: the scoring row from real JPEG files is left out.")
         files = 0
     for tuned, source in ((False, "array"), (True, "array"), (None, "files")):
         if source == "files" and not files:
