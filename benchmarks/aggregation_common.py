@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-REALDATA = ROOT.parent / "shared" / "realdata"
+REALDATA = Path(os.environ.get("REALDATA_DIR") or ROOT.parent / "shared" / "realdata")   # as in tests/ and classifier/
 
 if str(ROOT) not in sys.path:           # run as a plain script from the repository root
     sys.path.insert(0, str(ROOT))

@@ -32,7 +32,7 @@ from aggregation.tree import DecisionTree
 from classifier.data import GalaxyData, fractions_to_counts
 
 ROOT = Path(__file__).resolve().parents[1]
-REALDATA = Path(os.environ.get("REALDATA", ROOT.parent / "shared" / "realdata"))
+REALDATA = Path(os.environ.get("REALDATA_DIR") or ROOT.parent / "shared" / "realdata")   # as in tests/ and classifier/
 RING_DIR = REALDATA / "zoobot"
 RING_IMAGES = RING_DIR / "data" / "example_images" / "basic"   # 470 JPEGs (424 px, quality 90), 4 original PNGs
 RESULTS = ROOT / "benchmarks" / "results"

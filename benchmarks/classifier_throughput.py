@@ -219,6 +219,7 @@ def main(argv=None) -> None:
                       "galaxies/s (5 MC samples + BALD)": f"{r['score_gal_s']:.1f}",
                       "1M galaxies, min": f"{1e6 / r['score_gal_s'] / 60:.1f}",
                       "BALD alone, us/galaxy": f"{r['bald_us_per_galaxy']:.1f}"})
+        print(f"  {srows[-1]}", flush=True)
     print()
     print(table(srows, list(srows[0])))
     if device.type == "cpu":
