@@ -284,17 +284,22 @@ def summarise(curves: dict[str, list], strategies: list[str]) -> tuple[list[dict
                 row[f"random {m} acc"] = base[m][i, 1]
             row.update({f"{st} acc": mean[st][i, 1] for st in strategies if measure_of(st) == m and st != "random"})
         rows.append(row)
+    def saving(st_curve: np.ndarray, random_curve: np.ndarray, col: int, better: bool) -> tuple[float, str]:
+        need = labels_to_reach(list(zip(st_curve[:, 0], st_curve[:, col])), random_curve[-1, col], better)
+        return need, f"{100 * (1 - need / random_curve[-1, 0]):.0f} %" if np.isfinite(need) else "never reached"
+
     summary = []
     for st in strategies:
         m = measure_of(st)
         row = {"strategy": st, "measure": m, "final accuracy": mean[st][-1, 1], "final rmse": mean[st][-1, 2]}
         if m in base:
-            n_random = base[m][-1, 0]
             for metric, col, better in (("accuracy", 1, True), ("rmse", 2, False)):
-                need = labels_to_reach(list(zip(mean[st][:, 0], mean[st][:, col])), base[m][-1, col], better)
-                row[f"labels to random's final {metric}"] = need
-                row[f"saving ({metric})"] = (f"{100 * (1 - need / n_random):.0f} %" if np.isfinite(need)
-                                             else "never reached")
+                row[f"labels to random's final {metric}"], row[f"saving ({metric})"] = saving(
+                    mean[st], base[m], col, better)
+        if m != "tree" and "random" in curves:
+            # what aiming at one question did for the whole tree, which the model learns from the same labels
+            row["saving, whole tree (accuracy)"] = saving(mean_curve(curves[st], "tree"),
+                                                          mean_curve(curves["random"], "tree"), 1, True)[1]
         summary.append(row)
     every = sorted({k for c in curves.values() for run in c for k in run[-1] if k != "labels"},
                    key=lambda k: (k != "tree", k))

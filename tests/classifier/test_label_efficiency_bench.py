@@ -85,4 +85,6 @@ def test_a_question_strategy_is_compared_with_random_on_that_question():
     bald = summary[1]
     assert bald["measure"] == "bar" and bald["labels to random's final accuracy"] == pytest.approx(200)
     assert bald["saving (accuracy)"] == "50 %"
+    assert bald["saving, whole tree (accuracy)"] == "never reached"    # 0.75 at 400 labels, random's 0.9
+    assert "saving, whole tree (accuracy)" not in summary[0]
     assert {r["measure"]: r["bald:bar"] for r in final} == {"tree": 0.75, "bar": 0.65}
