@@ -65,8 +65,9 @@ labels. Seeds 3 and 4 added (``--seeds 0 1 2 3 4 --reuse``; 1,408 s for the new 
 0-2 run again): 54 % fewer over the 5 seeds (random's 0.0876 with 410 labels), lower at 37 of 40 pairs.
 It also helped the whole tree, which the model learns from the same labels: 0.8427 vs random's 0.8283 at
 900, random's value with 725 labels, 19 % fewer (ahead at 31 of 40 pairs, at 900 in every seed: bar,
-bulge, spiral and merging gained, how-rounded lost 0.03); on seeds 3 and 4, where whole-tree ``bald`` was
-run beside it (1,191 s), 34 % against whole-tree BALD's 17 %. ``bald:bar`` on the balanced mix (on the
+bulge, spiral and merging gained, how-rounded lost 0.03). Whole-tree ``bald`` on the same 5 seeds (1,191 s
++ 1,418 s) saved 12 % (0.8352), behind random from 200 to 700 labels, and was behind the smooth-aimed
+strategy's whole tree at 35 of 40 pairs and at 900 in every seed. ``bald:bar`` on the balanced mix (on the
 survey mix random stays at chance on bar; 1,099 s + 630 s): random's 900-label bar accuracy (0.539) with
 448 labels, 50 % fewer, ahead at 18 of the 24 pairs (one seed behind until 700 labels); but random's bar
 curve rises only from 0.516 to 0.539 over 800 labels, so that figure is fragile, and on RMSE the saving is
