@@ -283,7 +283,8 @@ def summarise(curves: dict[str, list], strategies: list[str]) -> tuple[list[dict
     on that measure; and every measure's final accuracy under every strategy."""
     measures = list(dict.fromkeys(measure_of(st) for st in strategies))
     mean = {st: mean_curve(curves[st], measure_of(st)) for st in strategies}
-    base = {m: mean_curve(curves["random"], m) for m in measures} if "random" in curves else {}
+    # random on every strategy's measure, and on the whole tree, where a question's strategy is also judged
+    base = {m: mean_curve(curves["random"], m) for m in dict.fromkeys(["tree", *measures])} if "random" in curves else {}
     labels = mean[strategies[0]][:, 0]
     rows = []
     for i, n in enumerate(labels):
@@ -293,6 +294,7 @@ def summarise(curves: dict[str, list], strategies: list[str]) -> tuple[list[dict
                 row[f"random {m} acc"] = base[m][i, 1]
             row.update({f"{st} acc": mean[st][i, 1] for st in strategies if measure_of(st) == m and st != "random"})
         rows.append(row)
+
     def saving(st_curve: np.ndarray, random_curve: np.ndarray, col: int, better: bool) -> tuple[float, str]:
         need = labels_to_reach(list(zip(st_curve[:, 0], st_curve[:, col])), random_curve[-1, col], better)
         return need, f"{100 * (1 - need / random_curve[-1, 0]):.0f} %" if np.isfinite(need) else "never reached"
@@ -305,10 +307,9 @@ def summarise(curves: dict[str, list], strategies: list[str]) -> tuple[list[dict
             for metric, col, better in (("accuracy", 1, True), ("rmse", 2, False)):
                 row[f"labels to random's final {metric}"], row[f"saving ({metric})"] = saving(
                     mean[st], base[m], col, better)
-        if m != "tree" and "random" in curves:
+        if m != "tree" and base:
             # what aiming at one question did for the whole tree, which the model learns from the same labels
-            row["saving, whole tree (accuracy)"] = saving(mean_curve(curves[st], "tree"),
-                                                          mean_curve(curves["random"], "tree"), 1, True)[1]
+            row["saving, whole tree (accuracy)"] = saving(mean_curve(curves[st], "tree"), base["tree"], 1, True)[1]
         summary.append(row)
     every = sorted({k for c in curves.values() for run in c for k in run[-1] if k != "labels"},
                    key=lambda k: (k != "tree", k))

@@ -39,7 +39,7 @@ mkdir -p "$out"
 if [ -n "${PYTHON:-}" ]; then py=$PYTHON; elif [ -x .venv/bin/python ]; then py=.venv/bin/python; else py=python3; fi
 device=${DEVICE:-cuda}
 quick=(); small=()
-[ "$device" = cpu ] && quick=(--quick) && small=(--quick --size 64)
+if [ "$device" = cpu ]; then quick=(--quick); small=(--quick --size 64); fi
 export PYTHONUNBUFFERED=1
 
 steps=("$@")
@@ -61,9 +61,10 @@ for step in "${steps[@]}"; do
     case $step in
         env)
             run_step env 60 "$py" -c '
-import os, platform, torch, timm, torchvision
+import platform, torch, timm, torchvision
+from classifier.devices import usable_cores
 print("python", platform.python_version(), "| torch", torch.__version__, "| timm", timm.__version__,
-      "| torchvision", torchvision.__version__, "| cores", len(os.sched_getaffinity(0)))
+      "| torchvision", torchvision.__version__, "| cores", usable_cores())
 print("cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")'
             ;;
         throughput)
